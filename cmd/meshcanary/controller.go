@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"github.com/meshcanary/meshcanary/pkg/controller"
+	"github.com/meshcanary/meshcanary/pkg/metrics"
+	"github.com/meshcanary/meshcanary/pkg/policy"
+)
+
+// controllerOptions are the flags of `meshcanary controller`.
+type controllerOptions struct {
+	Kubeconfig         string
+	PrometheusURL      string
+	Policies           string
+	Namespace          string
+	LeaderElect        bool
+	LeaderElectionID   string
+	LeaderElectionNS   string
+	MetricsBindAddress string
+	HealthBindAddress  string
+	LogLevel           string
+	LogFormat          string
+	Workers            int
+	ProgressDeadline   time.Duration
+	PrometheusTimeout  time.Duration
+}
+
+func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty uses the in-cluster configuration")
+	fs.StringVar(&o.PrometheusURL, "prometheus-url", "http://prometheus.istio-system:9090", "base URL of the Prometheus that holds Istio's telemetry")
+	fs.StringVar(&o.Policies, "policies", "", "path to the policies YAML file (reloaded when it changes); empty uses only the built-in default policy")
+	fs.StringVar(&o.Namespace, "namespace", "", "watch only this namespace; empty watches all namespaces")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "elect a leader with a Lease so only one replica acts")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "meshcanary-controller", "name of the leader election Lease")
+	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "namespace of the Lease; defaults to the pod's namespace, then --namespace, then default")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address serving /metrics")
+	fs.StringVar(&o.HealthBindAddress, "health-probe-bind-address", ":8081", "address serving /healthz and /readyz")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
+	fs.IntVar(&o.Workers, "workers", 2, "rollouts reconciled in parallel")
+	fs.DurationVar(&o.ProgressDeadline, "progress-deadline", 10*time.Minute, "how long a canary may take to become available for a stage before the release is rolled back")
+	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", 10*time.Second, "timeout of one Prometheus query")
+}
+
+func (o *controllerOptions) validate() error {
+	var errs []error
+	if o.LogFormat != "json" && o.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format: %q: expected json or console", o.LogFormat))
+	}
+	if _, err := zerolog.ParseLevel(o.LogLevel); err != nil || o.LogLevel == "" {
+		errs = append(errs, fmt.Errorf("--log-level: %q: expected debug, info, warn or error", o.LogLevel))
+	}
+	if o.PrometheusURL == "" {
+		errs = append(errs, errors.New("--prometheus-url: expected a URL"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--workers: %d: expected at least 1", o.Workers))
+	}
+	return errors.Join(errs...)
+}
+
+func newControllerCommand() *cobra.Command {
+	o := &controllerOptions{}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the rollout controller",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runController(ctx, o)
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(o *controllerOptions) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(o.LogLevel)
+	var w = zerolog.New(os.Stderr)
+	if o.LogFormat == "console" {
+		w = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+	}
+	return w.Level(level).With().Timestamp().Str("component", "meshcanary").Logger()
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading Kubernetes client configuration: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "meshcanary-controller"
+	return cfg, nil
+}
+
+func runController(ctx context.Context, o *controllerOptions) error {
+	log := newLogger(o)
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating Kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating dynamic client: %w", err)
+	}
+	promClient, err := api.NewClient(api.Config{Address: o.PrometheusURL})
+	if err != nil {
+		return fmt.Errorf("--prometheus-url %q: %w", o.PrometheusURL, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := controller.NewMetrics(reg)
+
+	store := policy.NewStore()
+	var watcher *policy.Watcher
+	var ctrl atomic.Pointer[controller.Controller]
+	if o.Policies != "" {
+		watcher, err = policy.NewWatcher(o.Policies, store, func(err error) {
+			if err != nil {
+				m.PolicyReloads.WithLabelValues("invalid").Inc()
+				log.Error().Err(err).Str("file", o.Policies).Msg("policies file rejected; keeping the last good policies")
+			} else {
+				m.PolicyReloads.WithLabelValues("ok").Inc()
+				log.Info().Str("file", o.Policies).Strs("policies", store.Names()).Msg("policies reloaded")
+			}
+			// Every rollout looks again: a fixed file may resolve an
+			// Invalid one, a rejected one explains why a policy is missing.
+			if c := ctrl.Load(); c != nil {
+				c.EnqueueAll()
+			}
+		}, log)
+		if err != nil {
+			return fmt.Errorf("--policies: %w", err)
+		}
+	}
+
+	factoryOpts := []informers.SharedInformerOption{}
+	if o.Namespace != "" {
+		factoryOpts = append(factoryOpts, informers.WithNamespace(o.Namespace))
+	}
+	// No periodic resync: every wake-up comes from a watch event or from the
+	// core's own requeue, so idle rollouts cost nothing.
+	factory := informers.NewSharedInformerFactoryWithOptions(kube, 0, factoryOpts...)
+	dynFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, nsOrAll(o.Namespace), nil)
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "meshcanary"})
+
+	promAPI := promv1.NewAPI(promClient)
+	c, err := controller.New(controller.Config{
+		Kube:             kube,
+		Dynamic:          dyn,
+		Deploys:          factory.Apps().V1().Deployments(),
+		VSs:              dynFactory.ForResource(controller.VirtualServiceGVR()).Informer(),
+		DRs:              dynFactory.ForResource(controller.DestinationRuleGVR()).Informer(),
+		Policies:         store,
+		Analyzer:         timeoutAnalyzer{a: metrics.NewAnalyzer(promAPI), timeout: o.PrometheusTimeout},
+		Recorder:         recorder,
+		Clock:            clock.RealClock{},
+		Metrics:          m,
+		Log:              log,
+		Workers:          o.Workers,
+		ProgressDeadline: o.ProgressDeadline,
+	})
+	if err != nil {
+		return err
+	}
+	ctrl.Store(c)
+
+	var ready atomic.Bool
+	errc := make(chan error, 4)
+	serve := func(name, addr string, h http.Handler) {
+		srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			errc <- fmt.Errorf("--%s %q: %w", name, addr, err)
+			return
+		}
+		log.Info().Str("address", ln.Addr().String()).Msgf("serving %s", name)
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	mm := http.NewServeMux()
+	mm.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	serve("metrics-bind-address", o.MetricsBindAddress, mm)
+	hm := http.NewServeMux()
+	hm.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	hm.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "informer caches not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	serve("health-probe-bind-address", o.HealthBindAddress, hm)
+
+	if watcher != nil {
+		go func() {
+			if err := watcher.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("watching policies: %w", err)
+			}
+		}()
+	}
+
+	factory.Start(ctx.Done())
+	dynFactory.Start(ctx.Done())
+	go func() {
+		factory.WaitForCacheSync(ctx.Done())
+		dynFactory.WaitForCacheSync(ctx.Done())
+		ready.Store(ctx.Err() == nil)
+	}()
+
+	lead := func(ctx context.Context) {
+		m.Leader.Set(1)
+		if err := c.Run(ctx); err != nil {
+			errc <- err
+		}
+	}
+	if !o.LeaderElect {
+		go lead(ctx)
+	} else {
+		le, err := leaderElector(kube, o, log, m, lead, errc)
+		if err != nil {
+			return err
+		}
+		go le.Run(ctx)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func nsOrAll(ns string) string {
+	if ns == "" {
+		return metav1.NamespaceAll
+	}
+	return ns
+}
+
+func leaderElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.Logger, m *controller.Metrics, lead func(context.Context), errc chan<- error) (*leaderelection.LeaderElector, error) {
+	ns := o.LeaderElectionNS
+	if ns == "" {
+		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			ns = strings.TrimSpace(string(b))
+		}
+	}
+	if ns == "" {
+		ns = o.Namespace
+	}
+	if ns == "" {
+		ns = metav1.NamespaceDefault
+	}
+	id, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("leader election identity: %w", err)
+	}
+	id = fmt.Sprintf("%s_%d", id, os.Getpid())
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: o.LeaderElectionID, Namespace: ns},
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	return leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		ReleaseOnCancel: true,
+		Name:            o.LeaderElectionID,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				log.Info().Str("identity", id).Msg("leading")
+				lead(ctx)
+			},
+			OnStoppedLeading: func() {
+				m.Leader.Set(0)
+				// Losing the lease mid-reconcile must not leave two actors:
+				// exit and let the pod restart as a follower.
+				errc <- errors.New("lost leader election lease")
+			},
+		},
+	})
+}
+
+// timeoutAnalyzer bounds each analysis so a hung Prometheus becomes an
+// outage verdict instead of a stuck worker.
+type timeoutAnalyzer struct {
+	a       *metrics.Analyzer
+	timeout time.Duration
+}
+
+func (t timeoutAnalyzer) Analyze(ctx context.Context, req metrics.Request) (metrics.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	return t.a.Analyze(ctx, req)
+}

@@ -1,0 +1,250 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+func (e *Env) restConfig(token string) *rest.Config {
+	return &rest.Config{
+		Host:            e.APIServerURL,
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
+		// client-go's defaults (5/10) make tests that create many objects
+		// wait on the client, not on the server.
+		QPS:   100,
+		Burst: 200,
+	}
+}
+
+func writeKubeconfig(path, server, user, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["testenv"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["testenv"] = &clientcmdapi.Context{Cluster: "testenv", AuthInfo: user}
+	cfg.CurrentContext = "testenv"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+func crdGVR() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+}
+
+// applyIstioCRDs server-side applies Istio's CRDs and waits until every one is
+// Established, i.e. served. The dynamic client avoids depending on the
+// apiextensions clientset for one resource.
+func (e *Env) applyIstioCRDs(ctx context.Context) error {
+	raw, err := os.ReadFile(e.bins.istioCRDs)
+	if err != nil {
+		return fmt.Errorf("reading Istio CRDs: %w", err)
+	}
+	var crds []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 64<<10)
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return fmt.Errorf("parsing %s: %w", e.bins.istioCRDs, err)
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.GetKind() == "CustomResourceDefinition" {
+			crds = append(crds, u)
+		}
+	}
+	if len(crds) == 0 {
+		return fmt.Errorf("no CustomResourceDefinition in %s", e.bins.istioCRDs)
+	}
+
+	errs := make([]error, len(crds))
+	var wg sync.WaitGroup
+	for i, crd := range crds {
+		wg.Go(func() {
+			data, err := json.Marshal(crd.Object)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			_, err = e.dyn.Resource(crdGVR()).Patch(ctx, crd.GetName(), types.ApplyPatchType, data,
+				metav1.PatchOptions{FieldManager: "meshcanary-testenv", Force: new(true)})
+			if err != nil {
+				errs[i] = fmt.Errorf("applying CRD %s: %w", crd.GetName(), err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	e.logf("%d Istio CRDs applied", len(crds))
+
+	return e.poll(ctx, nil, fmt.Sprintf("%d Istio CRDs established", len(crds)), func(ctx context.Context) error {
+		list, err := e.dyn.Resource(crdGVR()).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		established := map[string]bool{}
+		for _, item := range list.Items {
+			conds, _, _ := unstructured.NestedSlice(item.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+					established[item.GetName()] = true
+				}
+			}
+		}
+		var pending []string
+		for _, crd := range crds {
+			if !established[crd.GetName()] {
+				pending = append(pending, crd.GetName())
+			}
+		}
+		if len(pending) > 0 {
+			return fmt.Errorf("not established: %s", strings.Join(pending, ", "))
+		}
+		return nil
+	})
+}
+
+// ServiceAccountKubeconfig returns a kubeconfig file and rest.Config that
+// authenticate as namespace/name, creating the ServiceAccount if missing, so
+// tests see exactly what that identity's RBAC allows. The token is a
+// TokenRequest token valid for 24 hours.
+func (e *Env) ServiceAccountKubeconfig(ctx context.Context, namespace, name string) (string, *rest.Config, error) {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	if _, err := e.kube.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", nil, fmt.Errorf("testenv: creating service account %s/%s: %w", namespace, name, err)
+	}
+	tr, err := e.kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(24 * 60 * 60))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", nil, fmt.Errorf("testenv: requesting token for %s/%s: %w", namespace, name, err)
+	}
+	dir := e.path("kubeconfigs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("testenv: %w", err)
+	}
+	path := filepath.Join(dir, namespace+"."+name+".kubeconfig")
+	user := "system:serviceaccount:" + namespace + ":" + name
+	if err := writeKubeconfig(path, e.APIServerURL, user, tr.Status.Token); err != nil {
+		return "", nil, fmt.Errorf("testenv: %w", err)
+	}
+	return path, e.restConfig(tr.Status.Token), nil
+}
+
+// NewNamespace creates a namespace unique to t (named after the test, for
+// reading logs) and deletes it when t ends. Deletion is not awaited: names
+// never repeat, and waiting for finalizers would only slow the suite.
+func (e *Env) NewNamespace(t testing.TB) string {
+	t.Helper()
+	suffix := make([]byte, 3)
+	if _, err := rand.Read(suffix); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	name := dnsLabel(t.Name(), 50) + "-" + hex.EncodeToString(suffix)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := e.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("testenv: creating namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := e.kube.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Logf("testenv: deleting namespace %s: %v", name, err)
+		}
+	})
+	// Pods are rejected until their ServiceAccount exists; creating "default"
+	// here spares the first ReplicaSet of every test a retry with backoff
+	// while the service-account controller catches up.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "default"}}
+	if _, err := e.kube.CoreV1().ServiceAccounts(name).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("testenv: creating default service account in %s: %v", name, err)
+	}
+	return name
+}
+
+// logTailLines is how much of each component log DumpLogsOnFailure prints.
+const logTailLines = 60
+
+// DumpLogsOnFailure prints the end of every component log when t has failed,
+// since a failure against a real control plane is often explained there.
+func (e *Env) DumpLogsOnFailure(t testing.TB) {
+	t.Helper()
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		e.mu.Lock()
+		procs := append([]*process(nil), e.procs...)
+		e.mu.Unlock()
+		seen := map[string]bool{}
+		for _, p := range procs {
+			if seen[p.name] {
+				continue // a retried component shares its log
+			}
+			seen[p.name] = true
+			t.Logf("---- last %d lines of %s (%s) ----\n%s", logTailLines, p.name, p.logPath, p.tail(logTailLines))
+		}
+	})
+}
+
+// dnsLabel turns s into a DNS label of at most max characters: lower case,
+// runs of other characters collapsed into one '-'.
+func dnsLabel(s string, max int) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+		} else {
+			dash = true
+		}
+		if b.Len() >= max {
+			break
+		}
+	}
+	out := strings.TrimRight(b.String(), "-")
+	if len(out) > max {
+		out = strings.TrimRight(out[:max], "-")
+	}
+	if out == "" || out[0] < 'a' || out[0] > 'z' {
+		out = "t" + out
+	}
+	return out
+}

@@ -1,0 +1,317 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/pkg/stages"
+	"github.com/meshcanary/meshcanary/pkg/virtualservice"
+)
+
+// target is everything resolved about one opted-in Deployment before the
+// core is asked: configuration, the objects it touches and what they say.
+type target struct {
+	stable *appsv1.Deployment
+	canary *appsv1.Deployment
+	vs     *unstructured.Unstructured
+	spec   annotations.Spec
+	policy policy.Policy
+	plan   stages.Plan
+	vsTgt  virtualservice.Target
+	// weight is the canary weight the VirtualService carries now.
+	weight int
+	// stableLabels are the stable subset's labels, kept on promotion.
+	stableLabels map[string]string
+	// subsetKeys are the label keys that tell the subsets apart; they do
+	// not count towards a revision.
+	subsetKeys []string
+	stableRev  string
+	canaryRev  string
+}
+
+// invalidError is bad user input: it parks the rollout in Invalid and is
+// never retried with backoff (a fix arrives as a watch event).
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+func invalidf(format string, args ...any) error {
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
+// resolve reads the configuration and the objects it names from the caches,
+// and checks that they fit together. Every failure that a user must fix is
+// an *invalidError naming the object and field.
+func (c *Controller) resolve(d *appsv1.Deployment) (*target, error) {
+	t := &target{stable: d}
+	spec, err := annotations.Parse(d.Name, d.Annotations)
+	if err != nil {
+		return t, invalidf("Deployment %s/%s: %v", d.Namespace, d.Name, err)
+	}
+	t.spec = spec
+	pol, ok := c.cfg.Policies.Get(spec.Policy)
+	if !ok {
+		why := ""
+		if rej := c.cfg.Policies.Rejected(); rej != nil {
+			why = fmt.Sprintf("; the newest policies file was rejected: %v", rej)
+		}
+		return t, invalidf("annotation %s: policy %q not found (known: %s)%s", annotations.Policy, spec.Policy, strings.Join(c.cfg.Policies.Names(), ", "), why)
+	}
+	t.policy = pol
+	t.plan = buildPlan(pol, spec, c.cfg.ProgressDeadline)
+
+	canary, err := c.getDeployment(d.Namespace, spec.Canary)
+	if err != nil {
+		return t, err
+	}
+	if canary == nil {
+		return t, invalidf("canary Deployment %s/%s not found (annotation %s, default <name>-canary)", d.Namespace, spec.Canary, annotations.Canary)
+	}
+	t.canary = canary
+
+	vs, err := c.getVirtualService(d.Namespace, spec.VirtualService)
+	if err != nil {
+		return t, err
+	}
+	if vs == nil {
+		return t, invalidf("VirtualService %s/%s not found (annotation %s, default the Deployment's name)", d.Namespace, spec.VirtualService, annotations.VirtualService)
+	}
+	t.vs = vs
+	t.vsTgt = virtualservice.Target{Route: spec.Route, StableSubset: spec.StableSubset, CanarySubset: spec.CanarySubset, Namespace: d.Namespace}
+	m, err := virtualservice.Find(vs.Object, t.vsTgt)
+	if err != nil {
+		return t, invalidf("VirtualService %s/%s: %v", d.Namespace, spec.VirtualService, err)
+	}
+	t.weight = m.CanaryWeight
+
+	stableLabels, canaryLabels, err := c.subsets(d.Namespace, m.Host, spec)
+	if err != nil {
+		return t, err
+	}
+	if err := podsMatch(d, stableLabels, spec.StableSubset); err != nil {
+		return t, err
+	}
+	if err := podsMatch(canary, canaryLabels, spec.CanarySubset); err != nil {
+		return t, err
+	}
+	t.stableLabels = stableLabels
+	keys := map[string]bool{}
+	for k := range stableLabels {
+		keys[k] = true
+	}
+	for k := range canaryLabels {
+		keys[k] = true
+	}
+	t.subsetKeys = slices.Sorted(maps.Keys(keys))
+	t.stableRev = revision(&d.Spec.Template, t.subsetKeys)
+	t.canaryRev = revision(&canary.Spec.Template, t.subsetKeys)
+	return t, nil
+}
+
+// subsets finds the DestinationRule for the route's host and returns the
+// label selectors of the two subsets.
+func (c *Controller) subsets(ns, host string, spec annotations.Spec) (stable, canary map[string]string, err error) {
+	var names []string
+	for _, o := range c.cfg.DRs.GetStore().List() {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok || u.GetNamespace() != ns {
+			continue
+		}
+		h, _, _ := unstructured.NestedString(u.Object, "spec", "host")
+		if !virtualservice.HostsEqual(h, host, ns) {
+			continue
+		}
+		names = append(names, u.GetName())
+		subs, _, _ := unstructured.NestedSlice(u.Object, "spec", "subsets")
+		found := map[string]map[string]string{}
+		for _, s := range subs {
+			sm, ok := s.(map[string]any)
+			if !ok {
+				continue
+			}
+			name, _ := sm["name"].(string)
+			labels := map[string]string{}
+			if lm, ok := sm["labels"].(map[string]any); ok {
+				for k, v := range lm {
+					if vs, ok := v.(string); ok {
+						labels[k] = vs
+					}
+				}
+			}
+			found[name] = labels
+		}
+		st, okS := found[spec.StableSubset]
+		ca, okC := found[spec.CanarySubset]
+		switch {
+		case !okS:
+			return nil, nil, invalidf("DestinationRule %s/%s: spec.subsets: no subset named %q (annotation %s)", ns, u.GetName(), spec.StableSubset, annotations.Subsets)
+		case !okC:
+			return nil, nil, invalidf("DestinationRule %s/%s: spec.subsets: no subset named %q (annotation %s)", ns, u.GetName(), spec.CanarySubset, annotations.Subsets)
+		case len(st) == 0 || len(ca) == 0:
+			return nil, nil, invalidf("DestinationRule %s/%s: spec.subsets: subsets %q and %q need labels that tell their pods apart", ns, u.GetName(), spec.StableSubset, spec.CanarySubset)
+		case maps.Equal(st, ca):
+			return nil, nil, invalidf("DestinationRule %s/%s: spec.subsets: subsets %q and %q select the same labels", ns, u.GetName(), spec.StableSubset, spec.CanarySubset)
+		}
+		return st, ca, nil
+	}
+	return nil, nil, invalidf("no DestinationRule in namespace %s has spec.host %q with subsets %q and %q", ns, host, spec.StableSubset, spec.CanarySubset)
+}
+
+// podsMatch checks that a Deployment's pods carry its subset's labels:
+// otherwise weights would send traffic to nobody.
+func podsMatch(d *appsv1.Deployment, subset map[string]string, name string) error {
+	for k, v := range subset {
+		if d.Spec.Template.Labels[k] != v {
+			return invalidf("Deployment %s/%s: spec.template.metadata.labels: %s=%q expected by DestinationRule subset %q, found %q", d.Namespace, d.Name, k, v, name, d.Spec.Template.Labels[k])
+		}
+	}
+	return nil
+}
+
+// buildPlan resolves the policy and the annotation overrides into the
+// stages the core walks.
+func buildPlan(p policy.Policy, spec annotations.Spec, deadline time.Duration) stages.Plan {
+	plan := stages.Plan{
+		Interval:         p.Interval.Duration,
+		FailureLimit:     p.FailureLimit,
+		OutageLimit:      p.MetricsOutageLimit,
+		ProgressDeadline: deadline,
+	}
+	for _, s := range effectiveStages(p, spec) {
+		step := stages.Step{Weight: s.Weight, Duration: s.Duration.Duration}
+		if s.CanaryReplicas != nil {
+			step.CanaryReplicas = *s.CanaryReplicas
+		}
+		plan.Steps = append(plan.Steps, step)
+	}
+	return plan
+}
+
+// effectiveStages applies meshcanary.io/stages and stage-duration. When the
+// weights are overridden the policy's stage of the same position lends its
+// duration (the last one beyond its length); per-stage checks and replica
+// counts belong to the policy's own weights and are kept only when the
+// number of stages is unchanged.
+func effectiveStages(p policy.Policy, spec annotations.Spec) []policy.Stage {
+	out := slices.Clone(p.Stages)
+	if len(spec.Stages) > 0 {
+		same := len(spec.Stages) == len(p.Stages)
+		out = make([]policy.Stage, len(spec.Stages))
+		for i, w := range spec.Stages {
+			src := p.Stages[min(i, len(p.Stages)-1)]
+			out[i] = policy.Stage{Weight: w, Duration: src.Duration}
+			if same {
+				out[i].Checks, out[i].CanaryReplicas = src.Checks, src.CanaryReplicas
+			}
+		}
+	}
+	if spec.StageDuration > 0 {
+		for i := range out {
+			out[i].Duration = policy.Duration{Duration: spec.StageDuration}
+		}
+	}
+	return out
+}
+
+// stageChecks are the checks in force at a stage.
+func stageChecks(p policy.Policy, spec annotations.Spec, stage int) []policy.Check {
+	st := effectiveStages(p, spec)
+	if stage < len(st) && len(st[stage].Checks) > 0 {
+		return st[stage].Checks
+	}
+	return p.Checks
+}
+
+// revision identifies a pod template regardless of which subset it runs in:
+// the subset labels and kubectl's restart stamp are left out, so stable and
+// canary running the same release have the same revision.
+func revision(t *corev1.PodTemplateSpec, subsetKeys []string) string {
+	cp := t.DeepCopy()
+	for _, k := range subsetKeys {
+		delete(cp.Labels, k)
+	}
+	delete(cp.Annotations, "kubectl.kubernetes.io/restartedAt")
+	if len(cp.Labels) == 0 {
+		cp.Labels = nil
+	}
+	if len(cp.Annotations) == 0 {
+		cp.Annotations = nil
+	}
+	b, err := json.Marshal(cp)
+	if err != nil {
+		// A PodTemplateSpec always marshals; keep a stable answer anyway.
+		return "unknown"
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:10]
+}
+
+func workload(d *appsv1.Deployment, rev string) stages.Workload {
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	st := d.Status
+	return stages.Workload{
+		Revision:  rev,
+		Replicas:  replicas,
+		Available: st.AvailableReplicas,
+		Settled: st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == replicas &&
+			st.Replicas == replicas && st.AvailableReplicas == replicas,
+	}
+}
+
+// readState decodes the persisted State; a missing or unreadable one starts
+// fresh (and says so), which is safe: the core then only looks, it never
+// promotes without walking the stages.
+func readState(d *appsv1.Deployment) (stages.State, error) {
+	raw := d.Annotations[annotations.State]
+	if raw == "" {
+		return stages.State{}, nil
+	}
+	var st stages.State
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		return stages.State{}, fmt.Errorf("annotation %s is not valid JSON: %w", annotations.State, err)
+	}
+	return st, nil
+}
+
+func commandsOf(d *appsv1.Deployment) (stages.Commands, error) {
+	cmd, err := annotations.ParseCommands(d.Annotations)
+	if err != nil {
+		return stages.Commands{}, invalidf("Deployment %s/%s: %v", d.Namespace, d.Name, err)
+	}
+	return stages.Commands{Rollback: cmd.Rollback, Promote: cmd.Promote, Pause: cmd.Pause}, nil
+}
+
+func isInvalid(err error) (string, bool) {
+	var ie *invalidError
+	if errors.As(err, &ie) {
+		return ie.msg, true
+	}
+	return "", false
+}
+
+// sortedEvents keeps event emission order stable for tests and humans.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

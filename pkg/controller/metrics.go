@@ -1,0 +1,155 @@
+package controller
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/meshcanary/meshcanary/pkg/stages"
+)
+
+// Metrics are the controller's own Prometheus metrics. They are registered
+// on the registry the caller passes, never on a global one.
+type Metrics struct {
+	Phase             *prometheus.GaugeVec
+	Weight            *prometheus.GaugeVec
+	AnalysisValue     *prometheus.GaugeVec
+	AnalysisThreshold *prometheus.GaugeVec
+	Rollouts          *prometheus.CounterVec
+	Verdicts          *prometheus.CounterVec
+	ReconcileDuration prometheus.Histogram
+	ReconcileErrors   prometheus.Counter
+	AnalysisErrors    *prometheus.CounterVec
+	APIErrors         *prometheus.CounterVec
+	Leader            prometheus.Gauge
+	PolicyReloads     *prometheus.CounterVec
+	StageInfo         *prometheus.GaugeVec
+
+	queue *queueMetrics
+}
+
+// allPhases lists every phase so meshcanary_rollout_phase can publish a 0
+// for the phases a rollout is not in, as kube-state-metrics does.
+func allPhases() []stages.Phase {
+	return []stages.Phase{stages.Idle, stages.Progressing, stages.Paused, stages.Promoting, stages.Succeeded, stages.RolledBack, stages.Invalid}
+}
+
+// NewMetrics creates and registers the metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshcanary_rollout_phase", Help: "1 for the phase the rollout of a Deployment is in, 0 for the others.",
+		}, []string{"namespace", "deployment", "phase"}),
+		Weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshcanary_canary_weight", Help: "Canary weight in percent that meshcanary last wrote to the VirtualService.",
+		}, []string{"namespace", "deployment"}),
+		AnalysisValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshcanary_analysis_value", Help: "Last analysed value of a metric per version (base units: ratios, seconds, requests per second).",
+		}, []string{"namespace", "deployment", "metric", "version"}),
+		AnalysisThreshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshcanary_analysis_threshold", Help: "Threshold of a check in the current stage (base units; maxRatio as a factor).",
+		}, []string{"namespace", "deployment", "metric", "bound"}),
+		Rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_rollouts_total", Help: "Finished releases by result.",
+		}, []string{"namespace", "deployment", "result"}),
+		Verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_analysis_verdicts_total", Help: "Analysis intervals by verdict.",
+		}, []string{"namespace", "deployment", "verdict"}),
+		ReconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meshcanary_reconcile_duration_seconds", Help: "Time to reconcile one Deployment, including analysis queries.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		ReconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshcanary_reconcile_errors_total", Help: "Reconciles that failed and were retried with backoff.",
+		}),
+		AnalysisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_prometheus_query_errors_total", Help: "Analyses that got no answer from Prometheus (kind=outage) or hit a broken query (kind=user).",
+		}, []string{"kind"}),
+		APIErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_api_errors_total", Help: "Failed writes to the Kubernetes API by kind of write.",
+		}, []string{"operation"}),
+		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshcanary_leader", Help: "1 while this replica leads and reconciles (always 1 without leader election).",
+		}),
+		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_policy_reloads_total", Help: "Reloads of the policies file by result (ok or invalid).",
+		}, []string{"result"}),
+		StageInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshcanary_rollout_stage", Help: "Current stage (1-based) of the rollout; the total number of stages is in the stages label.",
+		}, []string{"namespace", "deployment", "stages"}),
+		queue: newQueueMetrics(),
+	}
+	reg.MustRegister(m.Phase, m.Weight, m.AnalysisValue, m.AnalysisThreshold, m.Rollouts, m.Verdicts,
+		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.PolicyReloads, m.StageInfo)
+	m.queue.register(reg)
+	return m
+}
+
+// QueueMetrics is the workqueue metrics provider backed by this registry.
+func (m *Metrics) QueueMetrics() workqueue.MetricsProvider { return m.queue }
+
+func (m *Metrics) setPhase(ns, name string, p stages.Phase) {
+	for _, q := range allPhases() {
+		v := 0.0
+		if q == p {
+			v = 1
+		}
+		m.Phase.WithLabelValues(ns, name, string(q)).Set(v)
+	}
+}
+
+// forget drops every series of a Deployment that is gone or opted out.
+func (m *Metrics) forget(ns, name string) {
+	l := prometheus.Labels{"namespace": ns, "deployment": name}
+	m.Phase.DeletePartialMatch(l)
+	m.Weight.DeletePartialMatch(l)
+	m.AnalysisValue.DeletePartialMatch(l)
+	m.AnalysisThreshold.DeletePartialMatch(l)
+	m.StageInfo.DeletePartialMatch(l)
+}
+
+// queueMetrics implements workqueue.MetricsProvider with the metric names
+// Kubernetes components use (workqueue_*), so standard dashboards work.
+type queueMetrics struct {
+	depth, unfinished, longest *prometheus.GaugeVec
+	adds, retries              *prometheus.CounterVec
+	latency, work              *prometheus.HistogramVec
+}
+
+func newQueueMetrics() *queueMetrics {
+	b := prometheus.ExponentialBuckets(10e-6, 10, 8)
+	return &queueMetrics{
+		depth:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "workqueue_depth", Help: "Current depth of the workqueue."}, []string{"name"}),
+		unfinished: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "workqueue_unfinished_work_seconds", Help: "Seconds of work in progress not yet observed by work_duration."}, []string{"name"}),
+		longest:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "workqueue_longest_running_processor_seconds", Help: "Seconds the longest running processor has been running."}, []string{"name"}),
+		adds:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "workqueue_adds_total", Help: "Adds handled by the workqueue."}, []string{"name"}),
+		retries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "workqueue_retries_total", Help: "Retries handled by the workqueue."}, []string{"name"}),
+		latency:    prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "workqueue_queue_duration_seconds", Help: "Seconds an item stays in the workqueue before being requested.", Buckets: b}, []string{"name"}),
+		work:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "workqueue_work_duration_seconds", Help: "Seconds processing an item from the workqueue takes.", Buckets: b}, []string{"name"}),
+	}
+}
+
+func (q *queueMetrics) register(reg prometheus.Registerer) {
+	reg.MustRegister(q.depth, q.unfinished, q.longest, q.adds, q.retries, q.latency, q.work)
+}
+
+func (q *queueMetrics) NewDepthMetric(n string) workqueue.GaugeMetric {
+	return q.depth.WithLabelValues(n)
+}
+func (q *queueMetrics) NewAddsMetric(n string) workqueue.CounterMetric {
+	return q.adds.WithLabelValues(n)
+}
+func (q *queueMetrics) NewLatencyMetric(n string) workqueue.HistogramMetric {
+	return q.latency.WithLabelValues(n)
+}
+func (q *queueMetrics) NewWorkDurationMetric(n string) workqueue.HistogramMetric {
+	return q.work.WithLabelValues(n)
+}
+func (q *queueMetrics) NewUnfinishedWorkSecondsMetric(n string) workqueue.SettableGaugeMetric {
+	return q.unfinished.WithLabelValues(n)
+}
+func (q *queueMetrics) NewLongestRunningProcessorSecondsMetric(n string) workqueue.SettableGaugeMetric {
+	return q.longest.WithLabelValues(n)
+}
+func (q *queueMetrics) NewRetriesMetric(n string) workqueue.CounterMetric {
+	return q.retries.WithLabelValues(n)
+}

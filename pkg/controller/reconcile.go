@@ -1,0 +1,354 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rs/zerolog"
+
+	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/metrics"
+	"github.com/meshcanary/meshcanary/pkg/stages"
+	"github.com/meshcanary/meshcanary/pkg/virtualservice"
+)
+
+func (c *Controller) getDeployment(ns, name string) (*appsv1.Deployment, error) {
+	obj, exists, err := c.deploys.GetByKey(ns + "/" + name)
+	if err != nil {
+		return nil, fmt.Errorf("reading deployment %s/%s from cache: %w", ns, name, err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	d, ok := obj.(*appsv1.Deployment)
+	if !ok {
+		return nil, fmt.Errorf("cache holds %T for deployment %s/%s", obj, ns, name)
+	}
+	return d, nil
+}
+
+func (c *Controller) getVirtualService(ns, name string) (*unstructured.Unstructured, error) {
+	obj, exists, err := c.vss.GetByKey(ns + "/" + name)
+	if err != nil {
+		return nil, fmt.Errorf("reading virtualservice %s/%s from cache: %w", ns, name, err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil, fmt.Errorf("cache holds %T for virtualservice %s/%s", obj, ns, name)
+	}
+	return u, nil
+}
+
+// reconcile is gather → decide → act for one stable Deployment. It returns
+// when to be woken again (0: only by watch events).
+func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil
+	}
+	d, err := c.getDeployment(ns, name)
+	if err != nil {
+		return 0, err
+	}
+	if d == nil || !annotations.IsEnabled(d.Annotations) {
+		c.cfg.Metrics.forget(ns, name)
+		return 0, nil
+	}
+	log := c.cfg.Log.With().Str("namespace", ns).Str("deployment", name).Logger()
+	now := c.cfg.Clock.Now()
+
+	st, err := readState(d)
+	if err != nil {
+		log.Warn().Err(err).Msg("starting from a fresh state")
+		c.cfg.Recorder.Event(d, corev1.EventTypeWarning, stages.ReasonInvalidConfiguration, err.Error()+"; starting from a fresh state")
+	}
+
+	t, err := c.resolve(d)
+	obs := stages.Observation{Plan: t.plan}
+	if err == nil {
+		obs.Commands, err = commandsOf(d)
+	}
+	if msg, ok := isInvalid(err); ok {
+		obs.Invalid = msg
+		log.Warn().Str("reason", stages.ReasonInvalidConfiguration).Msg(msg)
+	} else if err != nil {
+		return 0, err
+	}
+	if obs.Invalid == "" {
+		obs.Stable = workload(t.stable, t.stableRev)
+		obs.Canary = workload(t.canary, t.canaryRev)
+		obs.Weight = t.weight
+		if due, window := stages.AnalysisDue(st, t.plan, now); due {
+			a, invalid := c.analyse(ctx, t, st, window, now)
+			if invalid != "" {
+				obs.Invalid = invalid
+			} else {
+				obs.Analysis = &a
+			}
+		}
+	}
+
+	dec := stages.Decide(obs, st, now)
+	if err := c.act(ctx, t, obs, dec, log); err != nil {
+		return 0, err
+	}
+	c.publish(t, st, dec.State)
+	return dec.RequeueAfter, nil
+}
+
+// analyse asks Prometheus for one verdict over the window. A canary that
+// saw too few requests in the window is looked at again over the whole
+// stage so far: a 1% canary accumulates evidence instead of staying
+// inconclusive forever, and the window still never reaches back before the
+// stage began. A broken custom query is the user's to fix: it comes back as
+// an invalid-configuration message, not as an outage.
+func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, window time.Duration, now time.Time) (stages.Analysis, string) {
+	req := metrics.Request{
+		Namespace:   t.stable.Namespace,
+		Stable:      t.stable.Name,
+		Canary:      t.canary.Name,
+		Window:      window,
+		At:          now,
+		Checks:      stageChecks(t.policy, t.spec, st.Stage),
+		Metrics:     t.policy.Metrics,
+		MinRequests: t.policy.MinRequests,
+	}
+	res, err := c.cfg.Analyzer.Analyze(ctx, req)
+	if err == nil && res.Verdict == metrics.VerdictInconclusive && res.CanaryRequests < float64(req.MinRequests) {
+		if whole := now.Sub(st.StageStart); whole > window+time.Second {
+			req.Window = whole
+			if wider, werr := c.cfg.Analyzer.Analyze(ctx, req); werr == nil {
+				res = wider
+			}
+		}
+	}
+	if err != nil {
+		if metrics.IsUserError(err) {
+			c.cfg.Metrics.AnalysisErrors.WithLabelValues("user").Inc()
+			return stages.Analysis{}, fmt.Sprintf("policy %q: %v", t.policy.Name, err)
+		}
+		c.cfg.Metrics.AnalysisErrors.WithLabelValues("outage").Inc()
+		return stages.Analysis{Verdict: stages.Outage, Message: err.Error()}, ""
+	}
+	ns, name := t.stable.Namespace, t.stable.Name
+	c.cfg.Metrics.Verdicts.WithLabelValues(ns, name, string(res.Verdict)).Inc()
+	for _, cr := range res.Checks {
+		c.cfg.Metrics.AnalysisValue.WithLabelValues(ns, name, cr.Metric, "canary").Set(cr.Canary)
+		c.cfg.Metrics.AnalysisValue.WithLabelValues(ns, name, cr.Metric, "stable").Set(cr.Stable)
+	}
+	c.cfg.Metrics.AnalysisThreshold.DeletePartialMatch(map[string]string{"namespace": ns, "deployment": name})
+	for _, th := range metrics.Thresholds(req.Checks) {
+		c.cfg.Metrics.AnalysisThreshold.WithLabelValues(ns, name, th.Metric, th.Bound).Set(th.Value)
+	}
+	v := stages.Inconclusive
+	switch res.Verdict {
+	case metrics.VerdictPass:
+		v = stages.Pass
+	case metrics.VerdictFail:
+		v = stages.Fail
+	}
+	return stages.Analysis{Verdict: v, Message: res.Message}, ""
+}
+
+// act performs the decision: weight, then scale, then promote, then the
+// state with its events. Any failure returns before the state is persisted.
+func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation, dec stages.Decision, log zerolog.Logger) error {
+	if dec.SetWeight != nil {
+		if err := c.writeWeight(ctx, t, *dec.SetWeight); err != nil {
+			c.cfg.Metrics.APIErrors.WithLabelValues("virtualservice").Inc()
+			return err
+		}
+		log.Info().Int("canaryWeight", *dec.SetWeight).Msg("weights written")
+	}
+	if dec.ScaleCanary != nil {
+		if err := c.scaleCanary(ctx, t.canary, *dec.ScaleCanary); err != nil {
+			c.cfg.Metrics.APIErrors.WithLabelValues("scale").Inc()
+			return err
+		}
+		log.Info().Int32("replicas", *dec.ScaleCanary).Str("canary", t.canary.Name).Msg("canary scaled")
+	}
+	if dec.Promote {
+		if err := c.promote(ctx, t); err != nil {
+			c.cfg.Metrics.APIErrors.WithLabelValues("promote").Inc()
+			return err
+		}
+		log.Info().Str("revision", dec.State.Revision).Msg("stable updated to the canary's template")
+	}
+	if err := c.persist(ctx, t.stable, obs, dec); err != nil {
+		c.cfg.Metrics.APIErrors.WithLabelValues("state").Inc()
+		return err
+	}
+	for _, e := range dec.Events {
+		typ := corev1.EventTypeNormal
+		ev := log.Info()
+		if e.Warning {
+			typ = corev1.EventTypeWarning
+			ev = log.Warn()
+		}
+		c.cfg.Recorder.Event(t.stable, typ, e.Reason, e.Message)
+		ev.Str("reason", e.Reason).Msg(e.Message)
+	}
+	return nil
+}
+
+// writeWeight patches only the two managed weights. The patch's test
+// operations make the server refuse it if the route moved underneath; then
+// the VirtualService is read fresh and the edit recomputed.
+func (c *Controller) writeWeight(ctx context.Context, t *target, w int) error {
+	vsc := c.cfg.Dynamic.Resource(VirtualServiceGVR()).Namespace(t.vs.GetNamespace())
+	obj := t.vs
+	var lastErr error
+	for attempt := 0; attempt < 4; attempt++ {
+		edit, err := virtualservice.SetCanaryWeight(obj.Object, t.vsTgt, w)
+		if err != nil {
+			return fmt.Errorf("editing VirtualService %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+		}
+		if !edit.Changed {
+			return nil
+		}
+		patch, err := edit.PatchJSON()
+		if err != nil {
+			return fmt.Errorf("encoding VirtualService patch: %w", err)
+		}
+		out, err := vsc.Patch(ctx, obj.GetName(), types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: "meshcanary"})
+		if err == nil {
+			c.vss.Mutation(out)
+			return nil
+		}
+		lastErr = err
+		if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) && !apierrors.IsBadRequest(err) {
+			return fmt.Errorf("patching VirtualService %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+		}
+		fresh, gerr := vsc.Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("re-reading VirtualService %s/%s after a rejected patch: %w", obj.GetNamespace(), obj.GetName(), gerr)
+		}
+		obj = fresh
+	}
+	return fmt.Errorf("patching VirtualService %s/%s: still rejected after re-reading: %w", obj.GetNamespace(), obj.GetName(), lastErr)
+}
+
+func (c *Controller) scaleCanary(ctx context.Context, d *appsv1.Deployment, n int32) error {
+	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
+	out, err := c.cfg.Kube.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "meshcanary"})
+	if err != nil {
+		return fmt.Errorf("scaling canary %s/%s to %d: %w", d.Namespace, d.Name, n, err)
+	}
+	c.deploys.Mutation(out)
+	return nil
+}
+
+// promote copies the canary's pod template into stable, keeping the labels
+// that put stable's pods in the stable subset and that its selector needs.
+func (c *Controller) promote(ctx context.Context, t *target) error {
+	stable := t.stable.DeepCopy()
+	tmpl := t.canary.Spec.Template.DeepCopy()
+	if tmpl.Labels == nil {
+		tmpl.Labels = map[string]string{}
+	}
+	for _, k := range t.subsetKeys {
+		delete(tmpl.Labels, k)
+	}
+	for k, v := range t.stableLabels {
+		tmpl.Labels[k] = v
+	}
+	if sel := stable.Spec.Selector; sel != nil {
+		for k, v := range sel.MatchLabels {
+			tmpl.Labels[k] = v
+		}
+	}
+	stable.Spec.Template = *tmpl
+	out, err := c.cfg.Kube.AppsV1().Deployments(stable.Namespace).Update(ctx, stable, metav1.UpdateOptions{FieldManager: "meshcanary"})
+	if err != nil {
+		return fmt.Errorf("updating stable %s/%s to the canary's template: %w", stable.Namespace, stable.Name, err)
+	}
+	c.deploys.Mutation(out)
+	t.stable = out
+	return nil
+}
+
+// persist writes the state annotations and removes consumed commands in one
+// merge patch. When a command is removed the patch carries the
+// resourceVersion the decision was made on: a command written since then
+// makes the patch conflict and the key is retried, so no command is lost.
+func (c *Controller) persist(ctx context.Context, d *appsv1.Deployment, obs stages.Observation, dec stages.Decision) error {
+	want := map[string]*string{}
+	set := func(k, v string) {
+		if d.Annotations[k] != v {
+			want[k] = &v
+		}
+	}
+	raw, err := json.Marshal(dec.State)
+	if err != nil {
+		return fmt.Errorf("encoding state: %w", err)
+	}
+	set(annotations.State, string(raw))
+	set(annotations.Phase, string(dec.State.Phase))
+	set(annotations.Weight, strconv.Itoa(dec.State.Weight))
+	set(annotations.Stage, stages.StageLabel(dec.State, obs.Plan))
+	set(annotations.Revision, dec.State.Revision)
+	set(annotations.Message, dec.State.Message)
+	consumed := map[string]bool{
+		annotations.Rollback: dec.Consumed.Rollback,
+		annotations.Promote:  dec.Consumed.Promote,
+		annotations.Pause:    dec.Consumed.Pause,
+	}
+	anyConsumed := false
+	for k, yes := range consumed {
+		if _, present := d.Annotations[k]; yes && present {
+			want[k] = nil
+			anyConsumed = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	meta := map[string]any{"annotations": want}
+	if anyConsumed {
+		meta["resourceVersion"] = d.ResourceVersion
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return fmt.Errorf("encoding state patch: %w", err)
+	}
+	out, err := c.cfg.Kube.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "meshcanary"})
+	if err != nil {
+		return fmt.Errorf("recording rollout state on %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	c.deploys.Mutation(out)
+	return nil
+}
+
+// publish updates the controller's own metrics after a decision.
+func (c *Controller) publish(t *target, before, after stages.State) {
+	ns, name := t.stable.Namespace, t.stable.Name
+	c.cfg.Metrics.setPhase(ns, name, after.Phase)
+	c.cfg.Metrics.Weight.WithLabelValues(ns, name).Set(float64(after.Weight))
+	if n := len(t.plan.Steps); n > 0 {
+		c.cfg.Metrics.StageInfo.DeletePartialMatch(map[string]string{"namespace": ns, "deployment": name})
+		stage := 0
+		if after.Phase != stages.Idle {
+			stage = min(after.Stage+1, n)
+		}
+		c.cfg.Metrics.StageInfo.WithLabelValues(ns, name, strconv.Itoa(n)).Set(float64(stage))
+	}
+	ended := (after.Phase == stages.Succeeded || after.Phase == stages.RolledBack) &&
+		(before.Phase != after.Phase || before.Revision != after.Revision)
+	if ended {
+		c.cfg.Metrics.Rollouts.WithLabelValues(ns, name, string(after.Result)).Inc()
+	}
+}

@@ -1,0 +1,194 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/meshcanary/meshcanary/pkg/policy"
+)
+
+// Request is one analysis window of one rollout.
+type Request struct {
+	Namespace string
+	// Stable and Canary are the versions' Deployment names, which Istio
+	// reports as destination_workload.
+	Stable string
+	Canary string
+	Window time.Duration
+	// At is the evaluation timestamp passed to Prometheus, from the caller's
+	// clock so that a window is reproducible and testable.
+	At          time.Time
+	Checks      []policy.Check
+	Metrics     map[string]policy.MetricQuery
+	MinRequests int
+}
+
+// Analyzer runs a window's queries against Prometheus and evaluates them.
+type Analyzer struct {
+	api promv1.API
+}
+
+// NewAnalyzer returns an Analyzer querying api.
+func NewAnalyzer(api promv1.API) *Analyzer {
+	return &Analyzer{api: api}
+}
+
+// QueryError is why Analyze could not answer. UserError separates a policy's
+// broken custom query, which retrying will not fix and which the user must
+// see, from a metrics outage, which the controller tolerates up to
+// metricsOutageLimit.
+type QueryError struct {
+	// Metric is the check's metric, or "requests" for the request count
+	// that every window needs.
+	Metric string
+	// Query is the PromQL sent, or the template when it could not be
+	// rendered; empty when there was no query at all (unknown metric).
+	Query     string
+	UserError bool
+	Err       error
+}
+
+func (e *QueryError) Error() string {
+	var b strings.Builder
+	b.WriteString("metric ")
+	b.WriteString(e.Metric)
+	if e.Query != "" {
+		b.WriteString(": query `")
+		b.WriteString(e.Query)
+		b.WriteString("`")
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *QueryError) Unwrap() error { return e.Err }
+
+// IsUserError reports whether err comes from a user's custom query rather
+// than from Prometheus being unavailable.
+func IsUserError(err error) bool {
+	var qe *QueryError
+	return errors.As(err, &qe) && qe.UserError
+}
+
+// Analyze queries Prometheus for req's window and evaluates req's checks. An
+// error, always a *QueryError, means there is no answer; empty results are
+// not errors but missing data, which Evaluate turns into Inconclusive.
+func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
+	if req.Namespace == "" || req.Stable == "" || req.Canary == "" {
+		return Result{}, &QueryError{
+			Metric: requestsMetric,
+			Err:    errors.New("request needs a namespace and both versions' workloads"),
+		}
+	}
+	s := Samples{
+		Window: req.Window,
+		// Absent request and 5xx series mean none were served (see doc.go).
+		Canary: Sample{Values: map[string]float64{}},
+		Stable: Sample{Values: map[string]float64{}},
+	}
+	for _, q := range plan(req) {
+		if q.err != nil {
+			return Result{}, q.err
+		}
+		v, _, _, err := a.api.Query(ctx, q.promql, req.At)
+		if err != nil {
+			return Result{}, &QueryError{
+				Metric:    q.metric,
+				Query:     q.promql,
+				UserError: q.kind == kindCustom && isQueryFault(err),
+				Err:       err,
+			}
+		}
+		if err := read(req, q, v, &s); err != nil {
+			return Result{}, err
+		}
+	}
+	return Evaluate(s, req.Checks, req.MinRequests), nil
+}
+
+// isQueryFault reports whether Prometheus rejected the query itself: bad_data
+// is a parse or type error and execution an error evaluating it (e.g.
+// many-to-many matching); storage failures come back as server errors.
+func isQueryFault(err error) bool {
+	var pe *promv1.Error
+	return errors.As(err, &pe) && (pe.Type == promv1.ErrBadData || pe.Type == promv1.ErrExec)
+}
+
+// read stores the answer v to q in s.
+func read(req Request, q plannedQuery, v model.Value, s *Samples) error {
+	if q.kind == kindCustom {
+		x, err := single(v)
+		if err != nil {
+			return &QueryError{Metric: q.metric, Query: q.promql, UserError: true, Err: err}
+		}
+		target := &s.Stable
+		if q.canary {
+			target = &s.Canary
+		}
+		target.Values[q.metric] = x
+		return nil
+	}
+	vec, ok := v.(model.Vector)
+	if !ok {
+		// Our own query answered with another type: Prometheus or a proxy
+		// in front of it misbehaves, which is not the user's doing.
+		return &QueryError{Metric: q.metric, Query: q.promql, Err: fmt.Errorf("got a %s, want a vector", valueType(v))}
+	}
+	for _, smp := range vec {
+		if string(smp.Metric[namespaceLabel]) != req.Namespace {
+			continue
+		}
+		w := string(smp.Metric[workloadLabel])
+		x := float64(smp.Value)
+		for _, t := range []struct {
+			name string
+			s    *Sample
+		}{{req.Stable, &s.Stable}, {req.Canary, &s.Canary}} {
+			if w != t.name {
+				continue
+			}
+			switch q.kind {
+			case kindRequests:
+				t.s.Requests = x
+			case kindErrors:
+				t.s.Errors = x
+			case kindLatency:
+				t.s.Values[q.metric] = x / 1000 // Istio reports milliseconds
+			}
+		}
+	}
+	return nil
+}
+
+// single is the one number a custom query must answer with; NaN when it
+// answers with nothing.
+func single(v model.Value) (float64, error) {
+	switch v := v.(type) {
+	case *model.Scalar:
+		return float64(v.Value), nil
+	case model.Vector:
+		switch len(v) {
+		case 0:
+			return math.NaN(), nil
+		case 1:
+			return float64(v[0].Value), nil
+		}
+		return 0, fmt.Errorf("returned %d series, want one: aggregate it (e.g. sum) to a single value", len(v))
+	}
+	return 0, fmt.Errorf("returned a %s, want a scalar or a single-element vector", valueType(v))
+}
+
+func valueType(v model.Value) string {
+	if v == nil {
+		return "nothing"
+	}
+	return v.Type().String()
+}

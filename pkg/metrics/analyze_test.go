@@ -1,0 +1,361 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+
+	"github.com/meshcanary/meshcanary/pkg/policy"
+)
+
+// atUnix is the caller's clock in these tests; the fake checks that Analyze
+// passes it on as the evaluation time.
+const atUnix = 1767225600 // 2026-01-01T00:00:00Z
+
+// answer is how the fake Prometheus replies to one query.
+type answer struct {
+	status int    // HTTP status; 200 when zero
+	body   string // the whole JSON body
+}
+
+// fakeProm serves /api/v1/query from answers keyed by the query text, and
+// fails the test on a query it was not told about, so that each test also
+// pins exactly which queries Analyze sends.
+type fakeProm struct {
+	t       *testing.T
+	answers map[string]answer
+	mu      sync.Mutex
+	queries []string
+}
+
+func (f *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/api/v1/query" {
+		f.t.Errorf("unexpected path %s", r.URL.Path)
+		http.NotFound(w, r)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		f.t.Errorf("parsing form: %v", err)
+	}
+	q := r.Form.Get("query")
+	if got, want := r.Form.Get("time"), fmt.Sprint(atUnix); got != want {
+		f.t.Errorf("query time = %q, want %q", got, want)
+	}
+	f.mu.Lock()
+	f.queries = append(f.queries, q)
+	f.mu.Unlock()
+	a, ok := f.answers[q]
+	if !ok {
+		f.t.Errorf("unexpected query %s", q)
+		a = badData("unexpected query")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if a.status != 0 {
+		w.WriteHeader(a.status)
+	}
+	_, _ = w.Write([]byte(a.body))
+}
+
+// series is one sample of an instant vector.
+type series struct {
+	labels map[string]string
+	value  string
+}
+
+func workload(name, value string) series {
+	return series{labels: map[string]string{namespaceLabel: "shop", workloadLabel: name}, value: value}
+}
+
+func vector(ss ...series) answer {
+	result := make([]map[string]any, 0, len(ss))
+	for _, s := range ss {
+		result = append(result, map[string]any{"metric": s.labels, "value": []any{atUnix, s.value}})
+	}
+	return success(map[string]any{"resultType": "vector", "result": result})
+}
+
+func scalar(value string) answer {
+	return success(map[string]any{"resultType": "scalar", "result": []any{atUnix, value}})
+}
+
+func success(data any) answer {
+	b, err := json.Marshal(map[string]any{"status": "success", "data": data, "warnings": []string{"ignored"}})
+	if err != nil {
+		panic(err)
+	}
+	return answer{body: string(b)}
+}
+
+func badData(msg string) answer {
+	return answer{status: http.StatusBadRequest, body: fmt.Sprintf(`{"status":"error","errorType":"bad_data","error":%q}`, msg)}
+}
+
+func newAnalyzer(t *testing.T, answers map[string]answer) (*Analyzer, *fakeProm) {
+	t.Helper()
+	f := &fakeProm{t: t, answers: answers}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	c, err := api.NewClient(api.Config{Address: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewAnalyzer(promv1.NewAPI(c)), f
+}
+
+const (
+	qRequests    = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[60s]))`
+	qErrors      = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary",response_code=~"5.."}[60s]))`
+	qP95         = `histogram_quantile(0.95, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[60s])))`
+	qApdexStable = `sum(rate(apdex_good{app="checkout"}[60s])) / sum(rate(apdex_total{app="checkout"}[60s]))`
+	qApdexCanary = `sum(rate(apdex_good{app="checkout-canary"}[60s])) / sum(rate(apdex_total{app="checkout-canary"}[60s]))`
+)
+
+func request(checks ...policy.Check) Request {
+	return Request{
+		Namespace: "shop",
+		Stable:    "checkout",
+		Canary:    "checkout-canary",
+		Window:    time.Minute,
+		At:        time.Unix(atUnix, 0),
+		Checks:    checks,
+		Metrics: map[string]policy.MetricQuery{
+			"apdex":  {Query: `sum(rate(apdex_good{app="{{.Workload}}"}[{{.Window}}])) / sum(rate(apdex_total{app="{{.Workload}}"}[{{.Window}}]))`},
+			"pods":   {Query: `count by (pod) (up{app="{{.Workload}}"})`},
+			"broken": {Query: `up{job="{{.Job}}"}`},
+		},
+		MinRequests: 50,
+	}
+}
+
+func TestAnalyzeReadsBothVersionsFromOneAnswer(t *testing.T) {
+	a, f := newAnalyzer(t, map[string]answer{
+		qRequests: vector(
+			workload("checkout", "6000"),
+			workload("checkout-canary", "600"),
+			// Another rollout sharing the query must not leak in.
+			series{labels: map[string]string{namespaceLabel: "other", workloadLabel: "checkout"}, value: "5"},
+		),
+		qErrors: vector(workload("checkout", "6"), workload("checkout-canary", "30")),
+		qP95:    vector(workload("checkout", "100"), workload("checkout-canary", "130")),
+	})
+	got, err := a.Analyze(context.Background(), request(
+		policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+		policy.Check{Metric: MetricLatencyP95, MaxRatio: ratio(1.2)},
+		policy.Check{Metric: MetricRequestRate, Min: num("1", 1)},
+	))
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	if len(f.queries) != 3 {
+		t.Errorf("sent %d queries, want 3: %q", len(f.queries), f.queries)
+	}
+	if got.Verdict != VerdictFail {
+		t.Errorf("verdict = %s, want Fail", got.Verdict)
+	}
+	const msg = "error-rate canary 5% (95% lower bound 3.73%) > max 1% (stable 0.1%); latency-p95 canary 130ms is 1.3x stable 100ms > maxRatio 1.2x"
+	if got.Message != msg {
+		t.Errorf("message:\n got %q\nwant %q", got.Message, msg)
+	}
+	if got.CanaryRequests != 600 || got.StableRequests != 6000 || got.Window != time.Minute {
+		t.Errorf("requests %v/%v window %v, want 600/6000 1m", got.CanaryRequests, got.StableRequests, got.Window)
+	}
+	if c := got.Checks[2]; c.Canary != 10 || c.Stable != 100 || c.Verdict != VerdictPass {
+		t.Errorf("request-rate check = %+v, want canary 10/s, stable 100/s, Pass", c)
+	}
+}
+
+func TestAnalyzeWithoutDataIsInconclusiveNotAnError(t *testing.T) {
+	a, _ := newAnalyzer(t, map[string]answer{
+		qRequests: vector(),
+		qErrors:   vector(),
+		qP95:      vector(),
+	})
+	got, err := a.Analyze(context.Background(), request(
+		policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+		policy.Check{Metric: MetricLatencyP95, Max: secs("300ms", 0.3)},
+	))
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	if got.Verdict != VerdictInconclusive || got.Message != "inconclusive: canary served 0 requests < minRequests 50" {
+		t.Errorf("got %s %q, want Inconclusive for lack of canary requests", got.Verdict, got.Message)
+	}
+}
+
+func TestAnalyzeCanaryAtFullTrafficWithoutStableSeriesPasses(t *testing.T) {
+	a, _ := newAnalyzer(t, map[string]answer{
+		qRequests: vector(workload("checkout-canary", "6000")),
+		qErrors:   vector(),
+		qP95:      vector(workload("checkout-canary", "80")),
+	})
+	got, err := a.Analyze(context.Background(), request(
+		policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01), MaxIncrease: pct("0.5%", 0.005)},
+		policy.Check{Metric: MetricLatencyP95, MaxRatio: ratio(1.2)},
+	))
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	const msg = "all 2 checks passed: error-rate canary 0% (stable served no requests), latency-p95 canary 80ms (stable served no requests)"
+	if got.Verdict != VerdictPass || got.Message != msg {
+		t.Errorf("got %s %q, want Pass %q", got.Verdict, got.Message, msg)
+	}
+}
+
+func TestAnalyzeReadsCustomMetricsPerVersion(t *testing.T) {
+	a, _ := newAnalyzer(t, map[string]answer{
+		qRequests:    vector(workload("checkout", "6000"), workload("checkout-canary", "600")),
+		qApdexStable: scalar("0.98"),
+		qApdexCanary: vector(series{labels: map[string]string{}, value: "0.85"}),
+	})
+	got, err := a.Analyze(context.Background(), request(policy.Check{Metric: "apdex", Min: num("0.9", 0.9)}))
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	if got.Verdict != VerdictFail || got.Message != "apdex canary 0.85 < min 0.9 (stable 0.98)" {
+		t.Errorf("got %s %q", got.Verdict, got.Message)
+	}
+}
+
+func TestAnalyzeErrors(t *testing.T) {
+	unavailable := answer{status: http.StatusServiceUnavailable, body: "upstream connect error"}
+	requests := vector(workload("checkout", "6000"), workload("checkout-canary", "600"))
+	tests := []struct {
+		name      string
+		answers   map[string]answer
+		check     policy.Check
+		userError bool
+		metric    string
+		contains  string
+		// promType, when set, is the Prometheus error type expected in
+		// the chain.
+		promType promv1.ErrorType
+	}{
+		{
+			name:     "a 503 from Prometheus is an outage, not the user's fault",
+			answers:  map[string]answer{qRequests: unavailable},
+			check:    policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+			metric:   "requests",
+			contains: "server error: 503",
+			promType: promv1.ErrServer,
+		},
+		{
+			name:      "bad_data for a custom query is the user's broken query",
+			answers:   map[string]answer{qRequests: requests, qApdexStable: badData(`parse error: unexpected "}"`)},
+			check:     policy.Check{Metric: "apdex", Min: num("0.9", 0.9)},
+			userError: true,
+			metric:    "apdex",
+			contains:  `parse error`,
+			promType:  promv1.ErrBadData,
+		},
+		{
+			name:     "bad_data for a builtin query is not blamed on the user",
+			answers:  map[string]answer{qRequests: badData("parse error")},
+			check:    policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+			metric:   "requests",
+			promType: promv1.ErrBadData,
+		},
+		{
+			name: "a custom metric returning two series is a user error naming the metric",
+			answers: map[string]answer{
+				qRequests: requests,
+				`count by (pod) (up{app="checkout"})`: vector(
+					series{labels: map[string]string{"pod": "checkout-1"}, value: "1"},
+					series{labels: map[string]string{"pod": "checkout-2"}, value: "1"},
+				),
+			},
+			check:     policy.Check{Metric: "pods", Min: num("1", 1)},
+			userError: true,
+			metric:    "pods",
+			contains:  "metric pods: query `count by (pod) (up{app=\"checkout\"})`: returned 2 series, want one",
+		},
+		{
+			name:      "a custom template that cannot be executed is a user error and sends no query for it",
+			answers:   map[string]answer{qRequests: requests},
+			check:     policy.Check{Metric: "broken", Max: num("1", 1)},
+			userError: true,
+			metric:    "broken",
+			contains:  "executing query template",
+		},
+		{
+			name:      "a check on an undefined metric is a user error",
+			answers:   map[string]answer{qRequests: requests},
+			check:     policy.Check{Metric: "latency-p42", Max: secs("1s", 1)},
+			userError: true,
+			metric:    "latency-p42",
+			contains:  "unknown metric",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, _ := newAnalyzer(t, tt.answers)
+			_, err := a.Analyze(context.Background(), request(tt.check))
+			if err == nil {
+				t.Fatal("Analyze succeeded, want an error")
+			}
+			if IsUserError(err) != tt.userError {
+				t.Errorf("IsUserError = %v, want %v (%v)", !tt.userError, tt.userError, err)
+			}
+			var qe *QueryError
+			if !errors.As(err, &qe) {
+				t.Fatalf("error %v is not a *QueryError", err)
+			}
+			if qe.Metric != tt.metric {
+				t.Errorf("Metric = %q, want %q", qe.Metric, tt.metric)
+			}
+			if !strings.Contains(err.Error(), tt.contains) {
+				t.Errorf("error %q does not contain %q", err, tt.contains)
+			}
+			if tt.promType != "" {
+				var pe *promv1.Error
+				if !errors.As(err, &pe) || pe.Type != tt.promType {
+					t.Errorf("error %v does not wrap a Prometheus %s error", err, tt.promType)
+				}
+			}
+		})
+	}
+}
+
+func TestAnalyzeTimeoutIsAnOutage(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	c, err := api.NewClient(api.Config{Address: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = NewAnalyzer(promv1.NewAPI(c)).Analyze(ctx, request())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v does not wrap context.DeadlineExceeded", err)
+	}
+	if IsUserError(err) {
+		t.Errorf("a timeout was blamed on the user: %v", err)
+	}
+}
+
+func TestIsUserErrorLooksThroughWrapping(t *testing.T) {
+	err := fmt.Errorf("window 3: %w", &QueryError{Metric: "apdex", UserError: true, Err: errors.New("boom")})
+	if !IsUserError(err) {
+		t.Error("IsUserError = false for a wrapped user QueryError")
+	}
+	if IsUserError(errors.New("connection refused")) {
+		t.Error("IsUserError = true for a plain error")
+	}
+}

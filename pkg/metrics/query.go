@@ -1,0 +1,221 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Builtin metric names.
+const (
+	MetricErrorRate   = "error-rate"
+	MetricSuccessRate = "success-rate"
+	MetricRequestRate = "request-rate"
+	MetricLatencyP50  = "latency-p50"
+	MetricLatencyP95  = "latency-p95"
+	MetricLatencyP99  = "latency-p99"
+)
+
+// requestsMetric names the request count in a QueryError; it is not a
+// metric a check can use, which is why it is not exported with the others.
+const requestsMetric = "requests"
+
+const (
+	groupBy        = "destination_workload_namespace, destination_workload"
+	workloadLabel  = "destination_workload"
+	namespaceLabel = "destination_workload_namespace"
+)
+
+// queryKind says how an answer is read back into Samples.
+type queryKind int
+
+const (
+	kindRequests queryKind = iota
+	kindErrors
+	kindLatency
+	kindCustom
+)
+
+// plannedQuery is one query Analyze runs. A plannedQuery with err set could
+// not be built (a user's mistake); Analyze reports it, Queries leaves it out.
+type plannedQuery struct {
+	kind     queryKind
+	metric   string
+	quantile float64
+	// canary is set for custom queries, which are rendered per version.
+	canary bool
+	promql string
+	err    *QueryError
+}
+
+// latencyQuantile maps the builtin latency metrics to their quantile.
+func latencyQuantile(metric string) (float64, bool) {
+	switch metric {
+	case MetricLatencyP50:
+		return 0.5, true
+	case MetricLatencyP95:
+		return 0.95, true
+	case MetricLatencyP99:
+		return 0.99, true
+	}
+	return 0, false
+}
+
+func isBuiltin(metric string) bool {
+	switch metric {
+	case MetricErrorRate, MetricSuccessRate, MetricRequestRate:
+		return true
+	}
+	_, ok := latencyQuantile(metric)
+	return ok
+}
+
+// Queries returns the PromQL that Analyze would run for req, in the order it
+// runs them. Custom metrics whose template cannot be rendered and unknown
+// metrics are left out; Analyze reports them as user errors.
+func Queries(req Request) []string {
+	var out []string
+	for _, q := range plan(req) {
+		if q.err == nil {
+			out = append(out, q.promql)
+		}
+	}
+	return out
+}
+
+// plan lists the queries the checks of req need: the request count always,
+// the 5xx count only for shares, each latency quantile once and each custom
+// metric once per version.
+func plan(req Request) []plannedQuery {
+	window := promDuration(req.Window)
+	sel := selector(req.Namespace, req.Stable, req.Canary)
+	qs := []plannedQuery{{
+		kind:   kindRequests,
+		metric: requestsMetric,
+		promql: countQuery(sel, window),
+	}}
+	seen := map[string]bool{}
+	for _, c := range req.Checks {
+		m := c.Metric
+		key := m
+		if m == MetricSuccessRate {
+			key = MetricErrorRate // both read the same 5xx count
+		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		switch {
+		case m == MetricErrorRate || m == MetricSuccessRate:
+			qs = append(qs, plannedQuery{
+				kind:   kindErrors,
+				metric: m,
+				promql: countQuery(sel+`,response_code=~"5.."`, window),
+			})
+		case m == MetricRequestRate:
+			// Derived from the request count, which is always queried.
+		case isBuiltin(m):
+			quantile, _ := latencyQuantile(m)
+			qs = append(qs, plannedQuery{
+				kind:     kindLatency,
+				metric:   m,
+				quantile: quantile,
+				promql:   latencyQuery(quantile, sel, window),
+			})
+		default:
+			qs = append(qs, customQueries(req, m, window)...)
+		}
+	}
+	return qs
+}
+
+func countQuery(sel, window string) string {
+	return "sum by (" + groupBy + ") (increase(istio_requests_total{" + sel + "}[" + window + "]))"
+}
+
+func latencyQuery(quantile float64, sel, window string) string {
+	return "histogram_quantile(" + strconv.FormatFloat(quantile, 'f', -1, 64) +
+		", sum by (le, " + groupBy + ") (rate(istio_request_duration_milliseconds_bucket{" +
+		sel + "}[" + window + "])))"
+}
+
+// selector matches both versions, so one answer serves both and a later
+// multi-rollout query only needs a longer alternation.
+func selector(namespace, stable, canary string) string {
+	workloads := regexp.QuoteMeta(stable)
+	if canary != stable {
+		workloads += "|" + regexp.QuoteMeta(canary)
+	}
+	return `reporter="destination",` + namespaceLabel + "=" + promString(namespace) +
+		"," + workloadLabel + "=~" + promString(workloads)
+}
+
+// promString quotes s as a PromQL string literal. PromQL unquotes with Go's
+// rules, so the backslashes of regexp.QuoteMeta must be doubled.
+func promString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// windowSeconds is the window as Prometheus sees it: whole seconds, at least
+// one. request-rate divides by the same number so that it matches the
+// increase() it is derived from.
+func windowSeconds(w time.Duration) int64 {
+	s := int64(w.Round(time.Second) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+func promDuration(w time.Duration) string {
+	return strconv.FormatInt(windowSeconds(w), 10) + "s"
+}
+
+// customData is what a custom metric's template sees.
+type customData struct {
+	Namespace string
+	Workload  string
+	Window    string
+}
+
+func customQueries(req Request, metric, window string) []plannedQuery {
+	mq, ok := req.Metrics[metric]
+	if !ok {
+		return []plannedQuery{{kind: kindCustom, metric: metric, err: &QueryError{
+			Metric:    metric,
+			UserError: true,
+			Err:       errors.New("unknown metric: neither builtin nor defined under metrics"),
+		}}}
+	}
+	tmpl, err := template.New(metric).Option("missingkey=error").Parse(mq.Query)
+	if err != nil {
+		return []plannedQuery{{kind: kindCustom, metric: metric, err: &QueryError{
+			Metric:    metric,
+			Query:     mq.Query,
+			UserError: true,
+			Err:       fmt.Errorf("parsing query template: %w", err),
+		}}}
+	}
+	var qs []plannedQuery
+	for _, v := range []struct {
+		workload string
+		canary   bool
+	}{{req.Stable, false}, {req.Canary, true}} {
+		var b strings.Builder
+		err := tmpl.Execute(&b, customData{Namespace: req.Namespace, Workload: v.workload, Window: window})
+		q := plannedQuery{kind: kindCustom, metric: metric, canary: v.canary, promql: strings.TrimSpace(b.String())}
+		switch {
+		case err != nil:
+			q.err = &QueryError{Metric: metric, Query: mq.Query, UserError: true, Err: fmt.Errorf("executing query template: %w", err)}
+		case q.promql == "":
+			q.err = &QueryError{Metric: metric, Query: mq.Query, UserError: true, Err: errors.New("query template renders to an empty query")}
+		}
+		qs = append(qs, q)
+	}
+	return qs
+}

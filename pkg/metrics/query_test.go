@@ -1,0 +1,147 @@
+package metrics
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshcanary/meshcanary/pkg/policy"
+)
+
+func TestQueriesRendersOneQueryPerSeriesForBothVersions(t *testing.T) {
+	req := Request{
+		Namespace: "shop",
+		Stable:    "checkout",
+		Canary:    "checkout-canary",
+		Window:    30 * time.Second,
+		Checks: []policy.Check{
+			{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+			{Metric: MetricLatencyP95, MaxRatio: ratio(1.2)},
+			{Metric: MetricRequestRate, Min: num("1", 1)},
+			{Metric: "apdex", Min: num("0.9", 0.9)},
+		},
+		Metrics: map[string]policy.MetricQuery{
+			"apdex": {Query: `sum(rate(apdex_good{namespace="{{.Namespace}}",app="{{.Workload}}"}[{{.Window}}])) / sum(rate(apdex_total{namespace="{{.Namespace}}",app="{{.Workload}}"}[{{.Window}}]))`},
+		},
+	}
+	want := []string{
+		`sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[30s]))`,
+		`sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary",response_code=~"5.."}[30s]))`,
+		`histogram_quantile(0.95, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[30s])))`,
+		`sum(rate(apdex_good{namespace="shop",app="checkout"}[30s])) / sum(rate(apdex_total{namespace="shop",app="checkout"}[30s]))`,
+		`sum(rate(apdex_good{namespace="shop",app="checkout-canary"}[30s])) / sum(rate(apdex_total{namespace="shop",app="checkout-canary"}[30s]))`,
+	}
+	assertQueries(t, Queries(req), want)
+}
+
+func TestQueriesRunsOnlyWhatTheChecksNeed(t *testing.T) {
+	const (
+		requests = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s]))`
+		errors   = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b",response_code=~"5.."}[60s]))`
+		p50      = `histogram_quantile(0.5, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s])))`
+		p99      = `histogram_quantile(0.99, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s])))`
+	)
+	tests := []struct {
+		name   string
+		checks []policy.Check
+		want   []string
+	}{
+		{
+			name: "without checks only the request count is queried, for minRequests",
+			want: []string{requests},
+		},
+		{
+			name:   "request-rate is derived from the request count",
+			checks: []policy.Check{{Metric: MetricRequestRate, Min: num("1", 1)}},
+			want:   []string{requests},
+		},
+		{
+			name: "error-rate and success-rate share one 5xx query",
+			checks: []policy.Check{
+				{Metric: MetricSuccessRate, Min: pct("99%", 0.99)},
+				{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+			},
+			want: []string{requests, errors},
+		},
+		{
+			name: "a latency checked twice is queried once, in check order",
+			checks: []policy.Check{
+				{Metric: MetricLatencyP99, Max: secs("1s", 1)},
+				{Metric: MetricLatencyP50, Max: secs("100ms", 0.1)},
+				{Metric: MetricLatencyP99, MaxRatio: ratio(1.5)},
+			},
+			want: []string{requests, p99, p50},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Queries(Request{Namespace: "ns", Stable: "a", Canary: "b", Window: time.Minute, Checks: tt.checks})
+			assertQueries(t, got, tt.want)
+		})
+	}
+}
+
+func TestQueriesQuoteWorkloadNamesAsRegexpsInsidePromQLStrings(t *testing.T) {
+	got := Queries(Request{Namespace: `we"ird`, Stable: "web.v1", Canary: "web.v1+canary", Window: 30 * time.Second})
+	// regexp.QuoteMeta gives web\.v1, whose backslash PromQL's Go-style
+	// string unquoting would eat unless doubled.
+	want := []string{
+		`sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="we\"ird",destination_workload=~"web\\.v1|web\\.v1\\+canary"}[30s]))`,
+	}
+	assertQueries(t, got, want)
+}
+
+func TestWindowRendersAsWholeSeconds(t *testing.T) {
+	tests := []struct {
+		name   string
+		window time.Duration
+		want   string
+	}{
+		{"thirty seconds", 30 * time.Second, "30s"},
+		{"minutes become seconds", 90 * time.Second, "90s"},
+		{"two minutes", 2 * time.Minute, "120s"},
+		{"a fraction rounds to the nearest second", 1500 * time.Millisecond, "2s"},
+		{"sub-second windows become the one-second minimum", 200 * time.Millisecond, "1s"},
+		{"a zero window becomes the one-second minimum", 0, "1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := Queries(Request{Namespace: "ns", Stable: "a", Canary: "b", Window: tt.window})[0]
+			if !strings.HasSuffix(q, "["+tt.want+"]))") {
+				t.Errorf("query %s does not end in [%s]))", q, tt.want)
+			}
+			if got := promDuration(tt.window); got != tt.want {
+				t.Errorf("promDuration(%v) = %s, want %s", tt.window, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestQueriesLeavesOutCustomMetricsThatCannotBeRendered(t *testing.T) {
+	req := Request{
+		Namespace: "ns", Stable: "a", Canary: "b", Window: 30 * time.Second,
+		Checks: []policy.Check{
+			{Metric: "broken", Max: num("1", 1)},
+			{Metric: "undefined", Max: num("1", 1)},
+			{Metric: "ok", Max: num("1", 1)},
+		},
+		Metrics: map[string]policy.MetricQuery{
+			"broken": {Query: `up{job="{{.Job}}"}`},
+			"ok":     {Query: `sum(up{namespace="{{.Namespace}}",pod=~"{{.Workload}}-.*"})`},
+		},
+	}
+	want := []string{
+		`sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[30s]))`,
+		`sum(up{namespace="ns",pod=~"a-.*"})`,
+		`sum(up{namespace="ns",pod=~"b-.*"})`,
+	}
+	assertQueries(t, Queries(req), want)
+}
+
+func assertQueries(t *testing.T, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("queries:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
+}

@@ -1,0 +1,476 @@
+package stages
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Decide is the whole decision for one rollout: observations, the recorded
+// state and the current time in; the next state and the actions out.
+func Decide(obs Observation, st State, now time.Time) Decision {
+	x := &decider{obs: obs, now: now, d: Decision{State: st}}
+	if x.s().Phase == "" {
+		x.s().Phase = Idle
+	}
+	x.run()
+	return x.d
+}
+
+// AnalysisDue reports whether the caller should gather an analysis before
+// calling Decide, and over which window: from the later of the stage start
+// and the last analysed instant until now. Windows therefore never reach
+// back before the moment the current revision got its current weight, so
+// an earlier release's or stage's traffic never counts for this one, and
+// consecutive windows neither overlap nor leave gaps, even after a restart.
+func AnalysisDue(st State, plan Plan, now time.Time) (bool, time.Duration) {
+	if st.Phase != Progressing && st.Phase != Paused {
+		return false, 0
+	}
+	if st.StageStart.IsZero() {
+		return false, 0
+	}
+	from := st.StageStart
+	if st.LastAnalysis.After(from) {
+		from = st.LastAnalysis
+	}
+	w := now.Sub(from)
+	if w < plan.Interval {
+		return false, 0
+	}
+	return true, w
+}
+
+// StageElapsed is how long the current stage has run, pauses not counted.
+func StageElapsed(st State, now time.Time) time.Duration {
+	if st.StageStart.IsZero() {
+		return 0
+	}
+	e := now.Sub(st.StageStart) - st.PausedFor
+	if st.Phase == Paused && !st.PausedAt.IsZero() && st.PausedAt.After(st.StageStart) {
+		e -= now.Sub(st.PausedAt)
+	}
+	if e < 0 {
+		return 0
+	}
+	return e
+}
+
+// StageRemaining is how much of the current stage's duration is left.
+func StageRemaining(st State, plan Plan, now time.Time) time.Duration {
+	if !st.Phase.Active() || st.Stage >= len(plan.Steps) || st.StageStart.IsZero() {
+		return 0
+	}
+	r := plan.Steps[st.Stage].Duration - StageElapsed(st, now)
+	if r < 0 {
+		return 0
+	}
+	return r
+}
+
+// StageLabel renders the stage as users read it: "2/4" (1-based).
+func StageLabel(st State, plan Plan) string {
+	n := len(plan.Steps)
+	i := st.Stage + 1
+	if i > n {
+		i = n
+	}
+	if st.Phase == Idle || n == 0 {
+		return fmt.Sprintf("0/%d", n)
+	}
+	return fmt.Sprintf("%d/%d", i, n)
+}
+
+// CanaryReplicas is the canary's size for a step: the step's own count, or
+// the stable's size scaled by the weight, rounded up, at least one.
+func CanaryReplicas(step Step, stableReplicas int32) int32 {
+	if step.CanaryReplicas > 0 {
+		return step.CanaryReplicas
+	}
+	n := (int64(stableReplicas)*int64(step.Weight) + 99) / 100
+	if n < 1 {
+		n = 1
+	}
+	return int32(n)
+}
+
+type decider struct {
+	obs Observation
+	now time.Time
+	d   Decision
+}
+
+func (x *decider) s() *State { return &x.d.State }
+
+func (x *decider) run() {
+	s := x.s()
+	if x.obs.Invalid != "" {
+		x.invalid()
+		return
+	}
+	if s.Phase == Invalid {
+		prev := s.Interrupted
+		if prev == "" {
+			prev = Idle
+		}
+		s.Phase, s.Interrupted = prev, ""
+		s.Message = fmt.Sprintf("configuration fits again; %s", strings.ToLower(string(prev)))
+		x.event(false, ReasonConfigurationFixed, "configuration fits again; phase %s resumes", prev)
+	}
+	if s.Phase.Active() {
+		x.active()
+		return
+	}
+	if x.releaseWanted() {
+		x.start(ReasonRolloutStarted, fmt.Sprintf("release of canary revision %s started: %s", x.obs.Canary.Revision, describeSteps(x.obs.Plan.Steps)))
+		x.active()
+		return
+	}
+	x.ignoreCommands()
+	x.settle()
+}
+
+// invalid parks the rollout without touching traffic, remembering the phase
+// to return to.
+func (x *decider) invalid() {
+	s := x.s()
+	changed := s.Phase != Invalid || s.Message != x.obs.Invalid
+	if s.Phase != Invalid {
+		s.Interrupted = s.Phase
+		s.Phase = Invalid
+	}
+	s.Message = x.obs.Invalid
+	if changed {
+		x.event(true, ReasonInvalidConfiguration, "%s", x.obs.Invalid)
+	}
+}
+
+// releaseWanted: the canary runs a template stable does not, and it is not
+// the revision whose release just ended (a rolled-back revision is not
+// retried, and a promoted one is not released twice, until the canary's
+// template changes again).
+func (x *decider) releaseWanted() bool {
+	c := x.obs.Canary.Revision
+	if c == "" || c == x.obs.Stable.Revision {
+		return false
+	}
+	s := x.s()
+	if (s.Phase == RolledBack || s.Phase == Succeeded) && c == s.Revision {
+		return false
+	}
+	return true
+}
+
+func (x *decider) start(reason, msg string) {
+	s := x.s()
+	*s = State{
+		Phase:    Progressing,
+		Revision: x.obs.Canary.Revision,
+		Started:  x.now,
+		Weight:   s.Weight,
+		Message:  msg,
+	}
+	x.event(false, reason, "%s", msg)
+}
+
+func (x *decider) active() {
+	s := x.s()
+	c := x.obs.Canary.Revision
+
+	if s.Phase != Promoting && c == x.obs.Stable.Revision {
+		x.rollback(ResultAborted, fmt.Sprintf("canary template returned to stable's (revision %s); release of %s ended", c, s.Revision))
+		return
+	}
+	if c != s.Revision {
+		if s.Phase == Promoting && x.obs.Stable.Revision == s.Revision {
+			// Stable already carries the validated release; the canary is
+			// turning into something unvalidated, so it loses its traffic
+			// while stable settles.
+			x.setWeight(0)
+		} else {
+			prev := s.Revision
+			x.start(ReasonRolloutRestarted, fmt.Sprintf("canary changed from revision %s to %s mid-release; restarting from stage 1 with no traffic", prev, c))
+			x.setWeight(0)
+		}
+	}
+
+	cmd := x.obs.Commands
+	if cmd.Rollback != "" {
+		x.d.Consumed.Rollback = true
+		x.rollback(ResultManualRollback, "manual rollback: "+cmd.Rollback)
+		return
+	}
+	if cmd.Promote {
+		x.d.Consumed.Promote = true
+		if s.Phase != Promoting {
+			x.promote(true)
+		}
+	}
+	switch {
+	case cmd.Pause && s.Phase == Progressing:
+		s.Phase, s.PausedAt = Paused, x.now
+		x.event(false, ReasonPaused, "paused at stage %s, canary weight %d%%", StageLabel(*s, x.obs.Plan), s.Weight)
+	case !cmd.Pause && s.Phase == Paused:
+		if !s.StageStart.IsZero() && !s.PausedAt.IsZero() {
+			from := s.PausedAt
+			if s.StageStart.After(from) {
+				from = s.StageStart
+			}
+			s.PausedFor += x.now.Sub(from)
+		}
+		s.Phase, s.PausedAt = Progressing, time.Time{}
+		x.event(false, ReasonResumed, "resumed at stage %s; %s of the stage left", StageLabel(*s, x.obs.Plan), StageRemaining(*s, x.obs.Plan, x.now).Round(time.Second))
+	}
+
+	if s.Phase == Promoting {
+		x.promoting()
+		return
+	}
+	x.progress()
+}
+
+func (x *decider) progress() {
+	s, plan := x.s(), x.obs.Plan
+	if s.Stage >= len(plan.Steps) {
+		x.promote(false)
+		x.promoting()
+		return
+	}
+	step := plan.Steps[s.Stage]
+	want := CanaryReplicas(step, x.obs.Stable.Replicas)
+	x.scale(want)
+
+	if s.StageStart.IsZero() {
+		x.startStage(step, want)
+		return
+	}
+
+	if x.obs.Canary.Available == 0 && s.Weight > 0 {
+		x.rollback(ResultRolledBack, fmt.Sprintf("canary has no available pods at stage %s", StageLabel(*s, plan)))
+		return
+	}
+	if x.obs.Weight != s.Weight {
+		x.event(true, ReasonWeightsRestored, "VirtualService had canary weight %d%%; restored %d%%", x.obs.Weight, s.Weight)
+		x.setWeight(s.Weight)
+	}
+	if a := x.obs.Analysis; a != nil {
+		if x.analysis(*a) {
+			return
+		}
+	}
+	if s.Phase == Progressing && StageElapsed(*s, x.now) >= step.Duration && s.Passes > 0 && s.Failures == 0 && s.Outages == 0 {
+		s.Stage++
+		s.StageStart, s.ScaleStart, s.PausedFor = time.Time{}, time.Time{}, 0
+		s.Passes, s.LastAnalysis, s.LastVerdict = 0, time.Time{}, ""
+		x.progress()
+		return
+	}
+	from := s.StageStart
+	if s.LastAnalysis.After(from) {
+		from = s.LastAnalysis
+	}
+	x.requeueAt(from.Add(plan.Interval))
+	if s.Phase == Progressing {
+		x.requeueAt(s.StageStart.Add(s.PausedFor + step.Duration))
+	}
+}
+
+// startStage writes the stage's weight once the canary is available at the
+// stage's size, and never before.
+func (x *decider) startStage(step Step, want int32) {
+	s, plan := x.s(), x.obs.Plan
+	if s.ScaleStart.IsZero() {
+		s.ScaleStart = x.now
+	}
+	c := x.obs.Canary
+	if c.Replicas != want || !c.Settled || c.Available < want {
+		if plan.ProgressDeadline > 0 && x.now.Sub(s.ScaleStart) >= plan.ProgressDeadline {
+			x.event(true, ReasonCanaryNotReady, "canary not available within %s at stage %s (%d/%d available)", plan.ProgressDeadline, StageLabel(*s, plan), c.Available, want)
+			x.rollback(ResultRolledBack, fmt.Sprintf("canary did not become available within %s (%d/%d available)", plan.ProgressDeadline, c.Available, want))
+			return
+		}
+		s.Message = fmt.Sprintf("stage %s: waiting for %d canary replicas to be available (%d now)", StageLabel(*s, plan), want, c.Available)
+		if plan.ProgressDeadline > 0 {
+			x.requeueAt(s.ScaleStart.Add(plan.ProgressDeadline))
+		}
+		return
+	}
+	if s.Phase == Paused {
+		s.Message = fmt.Sprintf("paused before stage %s", StageLabel(*s, plan))
+		return
+	}
+	x.setWeight(step.Weight)
+	s.StageStart, s.Failures, s.Outages, s.Passes = x.now, 0, 0, 0
+	s.LastAnalysis, s.LastVerdict, s.PausedFor = time.Time{}, "", 0
+	s.Message = fmt.Sprintf("stage %s: canary weight %d%% with %d replicas for %s", StageLabel(*s, plan), step.Weight, want, step.Duration)
+	x.event(false, ReasonStageStarted, "%s", s.Message)
+	x.requeueAt(x.now.Add(plan.Interval))
+}
+
+// analysis folds one verdict into the state; it reports whether the rollout
+// was rolled back.
+func (x *decider) analysis(a Analysis) bool {
+	s, plan := x.s(), x.obs.Plan
+	s.LastAnalysis = x.now
+	prefix := fmt.Sprintf("stage %s (%d%%): ", StageLabel(*s, plan), s.Weight)
+	prev := s.LastVerdict
+	s.LastVerdict = a.Verdict
+	s.Message = prefix + a.Message
+	switch a.Verdict {
+	case Pass:
+		s.Passes++
+		s.Failures, s.Outages = 0, 0
+		if prev != Pass {
+			x.event(false, ReasonAnalysisPassed, "%s", s.Message)
+		}
+	case Inconclusive:
+		s.Outages = 0
+		if prev != Inconclusive {
+			x.event(false, ReasonAnalysisInconclusive, "%s", s.Message)
+		}
+	case Fail:
+		s.Failures++
+		s.Outages = 0
+		limit := max(plan.FailureLimit, 1)
+		x.event(true, ReasonAnalysisFailed, "%sinterval failed (%d/%d)", prefix+a.Message+"; ", s.Failures, limit)
+		if s.Failures >= limit {
+			x.rollback(ResultRolledBack, prefix+a.Message)
+			return true
+		}
+	case Outage:
+		s.Outages++
+		limit := max(plan.OutageLimit, 1)
+		x.event(true, ReasonMetricsUnavailable, "%smetrics unavailable (%d/%d), holding", prefix+a.Message+"; ", s.Outages, limit)
+		if s.Outages >= limit {
+			x.rollback(ResultRolledBack, fmt.Sprintf("%smetrics unavailable for %d consecutive intervals: %s", prefix, s.Outages, a.Message))
+			return true
+		}
+	}
+	return false
+}
+
+func (x *decider) promote(manual bool) {
+	s := x.s()
+	s.Phase = Promoting
+	s.PausedAt = time.Time{}
+	if manual {
+		s.Result = ResultManualPromoted
+		s.Message = fmt.Sprintf("manual promotion at stage %s: updating stable to revision %s", StageLabel(*s, x.obs.Plan), s.Revision)
+	} else {
+		s.Result = ResultPromoted
+		s.Message = fmt.Sprintf("all %d stages passed: updating stable to revision %s", len(x.obs.Plan.Steps), s.Revision)
+	}
+	x.event(false, ReasonPromoting, "%s", s.Message)
+}
+
+// promoting copies the template into stable, waits for stable to settle
+// while the canary keeps its traffic, then hands all traffic to stable.
+func (x *decider) promoting() {
+	s := x.s()
+	if x.obs.Stable.Revision != s.Revision {
+		if x.obs.Canary.Revision == s.Revision {
+			x.d.Promote = true
+		}
+		return
+	}
+	if !x.obs.Stable.Settled {
+		s.Message = fmt.Sprintf("promoting revision %s: waiting for stable's rollout (%d/%d available)", s.Revision, x.obs.Stable.Available, x.obs.Stable.Replicas)
+		return
+	}
+	x.setWeight(0)
+	s.Phase, s.Finished = Succeeded, x.now
+	if s.Result == "" {
+		s.Result = ResultPromoted
+	}
+	s.Message = fmt.Sprintf("revision %s promoted: stable runs it and serves 100%%", s.Revision)
+	x.event(false, ReasonPromoted, "%s", s.Message)
+	x.d.Consumed.Pause = x.obs.Commands.Pause
+	x.settle()
+}
+
+func (x *decider) rollback(result Result, msg string) {
+	s := x.s()
+	x.setWeight(0)
+	s.Phase, s.Result, s.Finished, s.Message = RolledBack, result, x.now, msg
+	s.PausedAt = time.Time{}
+	x.event(true, ReasonRolledBack, "%s", msg)
+	x.d.Consumed.Pause = x.obs.Commands.Pause
+	x.settle()
+}
+
+// settle brings a finished release to rest: stable at 100%, then, once the
+// VirtualService is observed there, the canary at zero replicas. Waiting for
+// the observed weight keeps requests from being routed to canary pods that
+// are already terminating.
+func (x *decider) settle() {
+	s := x.s()
+	if s.Phase != Succeeded && s.Phase != RolledBack {
+		return
+	}
+	if x.obs.Weight != 0 {
+		if x.d.SetWeight == nil {
+			if s.Weight == 0 {
+				x.event(true, ReasonWeightsRestored, "VirtualService had canary weight %d%% after the release ended; restored 0%%", x.obs.Weight)
+			}
+			x.setWeight(0)
+		}
+		return
+	}
+	x.scale(0)
+}
+
+func (x *decider) ignoreCommands() {
+	cmd, s := x.obs.Commands, x.s()
+	if cmd.Rollback != "" {
+		x.d.Consumed.Rollback = true
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/rollback ignored: no release in progress (phase %s); to revert a promoted release use kubectl rollout undo on the stable Deployment", s.Phase)
+	}
+	if cmd.Promote {
+		x.d.Consumed.Promote = true
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/promote ignored: no release in progress (phase %s)", s.Phase)
+	}
+	if cmd.Pause {
+		x.d.Consumed.Pause = true
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/pause ignored: no release in progress (phase %s)", s.Phase)
+	}
+}
+
+func (x *decider) setWeight(w int) {
+	s := x.s()
+	s.Weight = w
+	if x.obs.Weight != w {
+		x.d.SetWeight = &w
+	} else {
+		x.d.SetWeight = nil
+	}
+}
+
+func (x *decider) scale(n int32) {
+	if x.obs.Canary.Replicas != n {
+		x.d.ScaleCanary = &n
+	} else {
+		x.d.ScaleCanary = nil
+	}
+}
+
+func (x *decider) requeueAt(t time.Time) {
+	d := t.Sub(x.now)
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	if x.d.RequeueAfter == 0 || d < x.d.RequeueAfter {
+		x.d.RequeueAfter = d
+	}
+}
+
+func (x *decider) event(warning bool, reason, format string, args ...any) {
+	x.d.Events = append(x.d.Events, Event{Warning: warning, Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+func describeSteps(steps []Step) string {
+	parts := make([]string, len(steps))
+	for i, st := range steps {
+		parts[i] = fmt.Sprintf("%d%%", st.Weight)
+	}
+	return "stages " + strings.Join(parts, " → ")
+}

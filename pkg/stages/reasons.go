@@ -1,0 +1,50 @@
+package stages
+
+// Event reasons. They are API: alerts, runbooks (runbooks/<topic>.md) and
+// users' event filters key on them, so they never change meaning.
+const (
+	// ReasonRolloutStarted: a new canary revision began its first stage.
+	ReasonRolloutStarted = "RolloutStarted"
+	// ReasonRolloutRestarted: the canary changed mid-release; the new
+	// revision starts again from the first stage with no traffic.
+	ReasonRolloutRestarted = "RolloutRestarted"
+	// ReasonStageStarted: the canary is available and its stage weight is
+	// written.
+	ReasonStageStarted = "StageStarted"
+	// ReasonAnalysisPassed: an interval passed after one that did not.
+	ReasonAnalysisPassed = "AnalysisPassed"
+	// ReasonAnalysisFailed (Warning): an interval failed; advancement stops.
+	ReasonAnalysisFailed = "AnalysisFailed"
+	// ReasonAnalysisInconclusive: too little traffic or no data; the stage
+	// waits for a conclusive interval.
+	ReasonAnalysisInconclusive = "AnalysisInconclusive"
+	// ReasonMetricsUnavailable (Warning): Prometheus did not answer; the
+	// rollout holds. Runbook: metrics-unavailable.md.
+	ReasonMetricsUnavailable = "MetricsUnavailable"
+	// ReasonPaused and ReasonResumed follow meshcanary.io/pause.
+	ReasonPaused  = "Paused"
+	ReasonResumed = "Resumed"
+	// ReasonPromoting: stable is being updated to the canary's template.
+	ReasonPromoting = "Promoting"
+	// ReasonPromoted: stable runs the release and serves 100%.
+	ReasonPromoted = "Promoted"
+	// ReasonRolledBack (Warning): traffic is back on stable. Runbook:
+	// canary-rollback.md.
+	ReasonRolledBack = "RolledBack"
+	// ReasonWeightsRestored (Warning): something else changed the managed
+	// weights; meshcanary wrote its own back.
+	ReasonWeightsRestored = "WeightsRestored"
+	// ReasonInvalidConfiguration (Warning): an annotation, the policy, the
+	// VirtualService or the DestinationRule does not fit. Runbook:
+	// invalid-configuration.md.
+	ReasonInvalidConfiguration = "InvalidConfiguration"
+	// ReasonConfigurationFixed: the configuration fits again and the
+	// interrupted phase resumes.
+	ReasonConfigurationFixed = "ConfigurationFixed"
+	// ReasonCanaryNotReady (Warning): the canary did not become available
+	// within the progress deadline. Runbook: rollout-stuck.md.
+	ReasonCanaryNotReady = "CanaryNotReady"
+	// ReasonCommandIgnored: a command annotation arrived when it could not
+	// apply (no release in flight); it is removed.
+	ReasonCommandIgnored = "CommandIgnored"
+)
