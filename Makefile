@@ -44,6 +44,10 @@ test-unit: tools ## unit tests only
 demo: tools build ## bring up a local control plane, Prometheus, the simulated mesh and the controller, and walk releases through their stages
 	@hack/demo.sh
 
+.PHONY: demo-down
+demo-down: ## stop what KEEP=1 make demo left running
+	@hack/demo.sh down
+
 .PHONY: lint
 lint: ## go vet and golangci-lint (architecture rules for pkg/stages)
 	$(GO) vet ./...

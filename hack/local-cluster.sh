@@ -9,6 +9,9 @@
 #   down    stop the stack and make sure none of its processes is left
 #   status  print where the running stack is; exit 1 when it is not running
 #
+# MESHCANARY_SCRAPE_CONFIG=FILE (for `up`): Prometheus scrape_configs items
+# the stack starts with.
+#
 # State lives in $MESHCANARY_LOCAL_CLUSTER_DIR (default
 # ${TMPDIR:-/tmp}/meshcanary-local-cluster): env.json (written by the stack
 # once it is ready), localcluster.log and the localcluster binary.
@@ -108,7 +111,9 @@ up() {
   say "starting (log: $log)"
   # setsid: own session, so that neither the terminal's Ctrl-C nor this
   # script's exit reaches the stack, and `down` can find all of it.
-  setsid nohup "$state/localcluster" --dir "$state" >"$log" 2>&1 </dev/null &
+  # MESHCANARY_SCRAPE_CONFIG names a file of Prometheus scrape_configs items
+  # (the demo uses it to have its mesh and controller scraped).
+  setsid nohup "$state/localcluster" --dir "$state" ${MESHCANARY_SCRAPE_CONFIG:+--scrape-config "$MESHCANARY_SCRAPE_CONFIG"} >"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$pidfile"
 

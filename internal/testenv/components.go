@@ -225,9 +225,10 @@ func (e *Env) startKwok(ctx context.Context) error {
 				"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 				"--server-address=127.0.0.1:" + strconv.Itoa(ports[0]),
 				"--config=" + e.bins.kwokStages,
-				// Away from the service range so pod and service IPs never
-				// look alike in the simulated data plane.
+				// Pod, node and service IPs come from separate ranges so they
+				// never look alike in the simulated data plane.
 				"--cidr=10.244.0.1/16",
+				"--node-ip=10.243.0.1",
 			}
 		},
 		func(ctx context.Context, p *process, ports []int) error {

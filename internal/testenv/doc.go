@@ -26,7 +26,8 @@
 //     when the process that started it dies (Pdeathsig), so a panicking,
 //     timed-out or killed test binary leaves nothing behind. Stop terminates
 //     the groups (SIGTERM, then SIGKILL after a bounded wait), is idempotent,
-//     and removes the environment's directory unless KEEP_TESTENV=1.
+//     and removes the environment's directory unless KEEP_TESTENV=1. The
+//     directory of a run that died without Stop is removed by a later Start.
 //   - Component logs are written to Dir/logs/<component>.log; start-up errors
 //     carry the tail of the failing component's log.
 //   - Tests share one environment per package (see Main) and isolate

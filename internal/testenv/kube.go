@@ -106,7 +106,7 @@ func (e *Env) applyIstioCRDs(ctx context.Context) error {
 	}
 	e.logf("%d Istio CRDs applied", len(crds))
 
-	return e.poll(ctx, nil, fmt.Sprintf("%d Istio CRDs established", len(crds)), func(ctx context.Context) error {
+	err = e.poll(ctx, nil, fmt.Sprintf("%d Istio CRDs established", len(crds)), func(ctx context.Context) error {
 		list, err := e.dyn.Resource(crdGVR()).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -131,6 +131,54 @@ func (e *Env) applyIstioCRDs(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return e.warmUpIstioWrites(ctx)
+}
+
+// warmUpIstioWrites dry-runs one VirtualService and one DestinationRule.
+// The API server prepares a CRD's write path (schema validators, field
+// manager) on its first write, which takes about two seconds for these
+// large schemas; paying it here keeps that out of the first test's timings.
+func (e *Env) warmUpIstioWrites(ctx context.Context) error {
+	objs := []*unstructured.Unstructured{
+		{Object: map[string]any{
+			"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+			"metadata": map[string]any{"name": "testenv-warm-up", "namespace": metav1.NamespaceDefault},
+			"spec": map[string]any{
+				"hosts": []any{"warm-up"},
+				"http":  []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "warm-up"}, "weight": int64(100)}}}},
+			},
+		}},
+		{Object: map[string]any{
+			"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+			"metadata": map[string]any{"name": "testenv-warm-up", "namespace": metav1.NamespaceDefault},
+			"spec": map[string]any{
+				"host":    "warm-up",
+				"subsets": []any{map[string]any{"name": "stable", "labels": map[string]any{"track": "stable"}}},
+			},
+		}},
+	}
+	resources := []string{"virtualservices", "destinationrules"}
+	errs := make([]error, len(objs))
+	var wg sync.WaitGroup
+	for i, obj := range objs {
+		wg.Go(func() {
+			gvr := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: resources[i]}
+			_, err := e.dyn.Resource(gvr).Namespace(metav1.NamespaceDefault).Create(ctx, obj,
+				metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				errs[i] = fmt.Errorf("warming up %s: %w", resources[i], err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	e.logf("Istio write path warmed up")
+	return nil
 }
 
 // ServiceAccountKubeconfig returns a kubeconfig file and rest.Config that

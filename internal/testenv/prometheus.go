@@ -66,6 +66,10 @@ func prometheusConfig(gen int, scrapeConfigs string) []byte {
 // Options.ScrapeConfigs), reloads it, and returns once Prometheus reports the
 // new configuration. A configuration Prometheus rejects is reported and the
 // previous one stays in force.
+//
+// Prometheus 2.42 hands new targets to its scrapers in 5-second batches, so
+// the first samples of a new target arrive about 5 s (at most about 10 s)
+// after this returns: tests poll their queries with a deadline.
 func (e *Env) SetScrapeConfigs(ctx context.Context, yamlItems string) error {
 	e.promMu.Lock()
 	defer e.promMu.Unlock()

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -75,7 +77,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "meshcanary-testenv-")
+	removed := sweepStaleDirs()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("testenv: creating temp dir: %w", err)
 	}
@@ -99,6 +102,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			}
 		}
 	}()
+	if os.Getenv("KEEP_TESTENV") != "1" {
+		if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
@@ -108,6 +116,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		defer cancel()
 	}
 	e.logf("starting in %s", dir)
+	if len(removed) > 0 {
+		e.logf("removed %d directories left by crashed runs", len(removed))
+	}
 
 	// The API server's credentials and etcd do not depend on each other, and
 	// the RSA key takes a noticeable share of a second.
@@ -177,6 +188,8 @@ func (e *Env) Stop() error {
 			t.CloseIdleConnections()
 		}
 		if os.Getenv("KEEP_TESTENV") == "1" {
+			// Without an owner the directory is never swept.
+			_ = os.Remove(filepath.Join(e.Dir, ownerFile))
 			e.logf("stopped; KEEP_TESTENV=1 keeps %s", e.Dir)
 			return
 		}
@@ -299,4 +312,34 @@ func (e *Env) getOK(ctx context.Context, url string, auth bool) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+const (
+	dirPrefix = "meshcanary-testenv-"
+	// ownerFile holds the pid of the process that owns an environment's
+	// directory, so that a later Start can tell a crashed run's leftovers.
+	ownerFile = "owner.pid"
+)
+
+// sweepStaleDirs removes the directories of environments whose owner died
+// without Stop (a panic, a `go test` timeout, SIGKILL): Pdeathsig ends their
+// processes, but their etcd and Prometheus data, over 100 MB each, would
+// otherwise pile up in the temp dir. It returns what it removed.
+func sweepStaleDirs() []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	var removed []string
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // kept on purpose, or being set up right now
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // alive, or not ours to judge
+		}
+		if os.RemoveAll(d) == nil {
+			removed = append(removed, d)
+		}
+	}
+	return removed
 }

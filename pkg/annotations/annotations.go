@@ -64,6 +64,11 @@ const (
 	// State is a JSON document owned by the controller; its shape is not
 	// part of the interface.
 	State = Prefix + "state"
+	// Analysis is the last analysis in detail (JSON, see pkg/status), for
+	// `kubectl meshcanary status` and dashboards' drill-down.
+	Analysis = Prefix + "analysis"
+	// History lists the last releases (JSON, see pkg/status), newest last.
+	History = Prefix + "history"
 )
 
 // Defaults for configuration the user leaves out.
@@ -369,7 +374,7 @@ func ConfigKeys() []string {
 
 // StateKeys lists the annotations the controller writes.
 func StateKeys() []string {
-	return []string{Phase, Weight, Stage, Revision, Message, State}
+	return []string{Phase, Weight, Stage, Revision, Message, State, Analysis, History}
 }
 
 // UnknownKeys lists, sorted, the annotations under Prefix that meshcanary

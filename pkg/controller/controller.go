@@ -61,6 +61,9 @@ type Config struct {
 	// ProgressDeadline bounds how long a canary may take to become
 	// available for a stage before the release is rolled back.
 	ProgressDeadline time.Duration
+	// HistoryLimit is how many finished releases each Deployment keeps in
+	// its meshcanary.io/history annotation.
+	HistoryLimit int
 }
 
 // Controller reconciles opted-in Deployments.
@@ -89,6 +92,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
+	}
+	if cfg.HistoryLimit <= 0 {
+		cfg.HistoryLimit = 10
 	}
 	if cfg.ProgressDeadline <= 0 {
 		cfg.ProgressDeadline = 10 * time.Minute

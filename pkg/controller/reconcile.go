@@ -20,6 +20,7 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/stages"
+	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/pkg/virtualservice"
 )
 
@@ -79,6 +80,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	t, err := c.resolve(d)
 	obs := stages.Observation{Plan: t.plan}
+	var published *status.Analysis
 	if err == nil {
 		obs.Commands, err = commandsOf(d)
 	}
@@ -93,17 +95,21 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		obs.Canary = workload(t.canary, t.canaryRev)
 		obs.Weight = t.weight
 		if due, window := stages.AnalysisDue(st, t.plan, now); due {
-			a, invalid := c.analyse(ctx, t, st, window, now)
+			a, res, invalid := c.analyse(ctx, t, st, window, now)
 			if invalid != "" {
 				obs.Invalid = invalid
 			} else {
 				obs.Analysis = &a
 			}
+			if res != nil {
+				detail := status.FromResult(*res, now)
+				published = &detail
+			}
 		}
 	}
 
 	dec := stages.Decide(obs, st, now)
-	if err := c.act(ctx, t, obs, dec, log); err != nil {
+	if err := c.act(ctx, t, obs, st, dec, published, log); err != nil {
 		return 0, err
 	}
 	c.publish(t, st, dec.State)
@@ -116,7 +122,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 // inconclusive forever, and the window still never reaches back before the
 // stage began. A broken custom query is the user's to fix: it comes back as
 // an invalid-configuration message, not as an outage.
-func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, window time.Duration, now time.Time) (stages.Analysis, string) {
+func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, window time.Duration, now time.Time) (stages.Analysis, *metrics.Result, string) {
 	req := metrics.Request{
 		Namespace:   t.stable.Namespace,
 		Stable:      t.stable.Name,
@@ -139,10 +145,10 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 	if err != nil {
 		if metrics.IsUserError(err) {
 			c.cfg.Metrics.AnalysisErrors.WithLabelValues("user").Inc()
-			return stages.Analysis{}, fmt.Sprintf("policy %q: %v", t.policy.Name, err)
+			return stages.Analysis{}, nil, fmt.Sprintf("policy %q: %v", t.policy.Name, err)
 		}
 		c.cfg.Metrics.AnalysisErrors.WithLabelValues("outage").Inc()
-		return stages.Analysis{Verdict: stages.Outage, Message: err.Error()}, ""
+		return stages.Analysis{Verdict: stages.Outage, Message: err.Error()}, nil, ""
 	}
 	ns, name := t.stable.Namespace, t.stable.Name
 	c.cfg.Metrics.Verdicts.WithLabelValues(ns, name, string(res.Verdict)).Inc()
@@ -161,12 +167,12 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 	case metrics.VerdictFail:
 		v = stages.Fail
 	}
-	return stages.Analysis{Verdict: v, Message: res.Message}, ""
+	return stages.Analysis{Verdict: v, Message: res.Message}, &res, ""
 }
 
 // act performs the decision: weight, then scale, then promote, then the
 // state with its events. Any failure returns before the state is persisted.
-func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation, dec stages.Decision, log zerolog.Logger) error {
+func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation, before stages.State, dec stages.Decision, analysis *status.Analysis, log zerolog.Logger) error {
 	if dec.SetWeight != nil {
 		if err := c.writeWeight(ctx, t, *dec.SetWeight); err != nil {
 			c.cfg.Metrics.APIErrors.WithLabelValues("virtualservice").Inc()
@@ -188,7 +194,7 @@ func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation,
 		}
 		log.Info().Str("revision", dec.State.Revision).Msg("stable updated to the canary's template")
 	}
-	if err := c.persist(ctx, t.stable, obs, dec); err != nil {
+	if err := c.persist(ctx, t, obs, before, dec, analysis); err != nil {
 		c.cfg.Metrics.APIErrors.WithLabelValues("state").Inc()
 		return err
 	}
@@ -285,7 +291,8 @@ func (c *Controller) promote(ctx context.Context, t *target) error {
 // merge patch. When a command is removed the patch carries the
 // resourceVersion the decision was made on: a command written since then
 // makes the patch conflict and the key is retried, so no command is lost.
-func (c *Controller) persist(ctx context.Context, d *appsv1.Deployment, obs stages.Observation, dec stages.Decision) error {
+func (c *Controller) persist(ctx context.Context, t *target, obs stages.Observation, before stages.State, dec stages.Decision, analysis *status.Analysis) error {
+	d := t.stable
 	want := map[string]*string{}
 	set := func(k, v string) {
 		if d.Annotations[k] != v {
@@ -302,6 +309,33 @@ func (c *Controller) persist(ctx context.Context, d *appsv1.Deployment, obs stag
 	set(annotations.Stage, stages.StageLabel(dec.State, obs.Plan))
 	set(annotations.Revision, dec.State.Revision)
 	set(annotations.Message, dec.State.Message)
+	if analysis != nil {
+		b, err := json.Marshal(analysis)
+		if err != nil {
+			return fmt.Errorf("encoding analysis: %w", err)
+		}
+		set(annotations.Analysis, string(b))
+	}
+	if releaseEnded(before, dec.State) {
+		prev, _ := status.Read(d)
+		rel := status.Release{
+			Revision:      dec.State.Revision,
+			Started:       dec.State.Started,
+			Finished:      dec.State.Finished,
+			StagesReached: stages.StageLabel(dec.State, obs.Plan),
+			Result:        string(dec.State.Result),
+			Reason:        dec.State.Message,
+			DecidedBy:     dec.State.DecidedBy,
+		}
+		if t.canary != nil {
+			rel.Images = status.Images(t.canary)
+		}
+		b, err := json.Marshal(status.AppendHistory(prev.History, rel, c.cfg.HistoryLimit))
+		if err != nil {
+			return fmt.Errorf("encoding history: %w", err)
+		}
+		set(annotations.History, string(b))
+	}
 	consumed := map[string]bool{
 		annotations.Rollback: dec.Consumed.Rollback,
 		annotations.Promote:  dec.Consumed.Promote,
@@ -346,9 +380,14 @@ func (c *Controller) publish(t *target, before, after stages.State) {
 		}
 		c.cfg.Metrics.StageInfo.WithLabelValues(ns, name, strconv.Itoa(n)).Set(float64(stage))
 	}
-	ended := (after.Phase == stages.Succeeded || after.Phase == stages.RolledBack) &&
-		(before.Phase != after.Phase || before.Revision != after.Revision)
-	if ended {
+	if releaseEnded(before, after) {
 		c.cfg.Metrics.Rollouts.WithLabelValues(ns, name, string(after.Result)).Inc()
 	}
+}
+
+// releaseEnded reports whether a decision finished a release. The core
+// stamps Finished exactly once per release, so a phase restored after an
+// invalid configuration is not counted again.
+func releaseEnded(before, after stages.State) bool {
+	return !after.Finished.IsZero() && !after.Finished.Equal(before.Finished)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,6 +112,14 @@ func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 			return Result{}, err
 		}
 	}
+	for _, smp := range []*Sample{&s.Canary, &s.Stable} {
+		h := sortedHistogram(smp.Latency)
+		for _, c := range req.Checks {
+			if q, ok := latencyQuantile(c.Metric); ok && len(h) > 0 {
+				smp.Values[c.Metric] = h.quantile(q)
+			}
+		}
+	}
 	return Evaluate(s, req.Checks, req.MinRequests), nil
 }
 
@@ -161,7 +170,12 @@ func read(req Request, q plannedQuery, v model.Value, s *Samples) error {
 			case kindErrors:
 				t.s.Errors = x
 			case kindLatency:
-				t.s.Values[q.metric] = x / 1000 // Istio reports milliseconds
+				le, err := strconv.ParseFloat(string(smp.Metric["le"]), 64)
+				if err != nil {
+					return &QueryError{Metric: q.metric, Query: q.promql, Err: fmt.Errorf("bucket bound %q: %w", smp.Metric["le"], err)}
+				}
+				// Istio reports milliseconds; checks think in seconds.
+				t.s.Latency = append(t.s.Latency, Bucket{UpperBound: le / 1000, Count: x})
 			}
 		}
 	}

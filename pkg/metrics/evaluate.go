@@ -17,6 +17,9 @@ import (
 type Sample struct {
 	Requests, Errors float64
 	Values           map[string]float64
+	// Latency is the request duration histogram (seconds), when latency
+	// checks asked for it; latency checks are then decided on it.
+	Latency []Bucket
 }
 
 // Samples is both versions over the same window.
@@ -246,6 +249,15 @@ func (e evaluator) check(c policy.Check) CheckResult {
 		_, sHi = shareInterval(e.s.Stable, m)
 	}
 
+	// For latencies with a histogram, "the canary's pQ exceeds T" is
+	// decided as "more than 1−Q of its requests were slower than T", with
+	// the share's Wilson lower bound: a few slow requests from a small
+	// canary are not enough, a clear shift is.
+	q, latency := latencyQuantile(m)
+	hist := sortedHistogram(e.s.Canary.Latency)
+	useHist := latency && hist.total() > 0
+	slowShare := func(t float64) (lo, hi float64) { return wilson(hist.slowerThan(t), hist.total()) }
+
 	unusable := e.stableUnusable(m, sv)
 	var skipped []string
 	var skipReason string
@@ -256,9 +268,17 @@ func (e evaluator) check(c policy.Check) CheckResult {
 		switch b.name {
 		case BoundMax:
 			fails = exceeds(cLo, b.limit)
+			if useHist {
+				lo, _ := slowShare(b.limit)
+				fails = exceeds(lo, 1-q)
+			}
 			msg = fmt.Sprintf("%s canary %s > max %s (%s)", m, e.canaryDesc(m, cv, cLo, "lower"), b.raw, e.stableDesc(m, sv))
 		case BoundMin:
 			fails = exceeds(b.limit, cHi)
+			if useHist {
+				_, hi := slowShare(b.limit)
+				fails = exceeds(1-q, hi)
+			}
 			msg = fmt.Sprintf("%s canary %s < min %s (%s)", m, e.canaryDesc(m, cv, cHi, "upper"), b.raw, e.stableDesc(m, sv))
 		case BoundMaxIncrease, BoundMaxRatio:
 			if e.stableZero() {
@@ -274,7 +294,20 @@ func (e evaluator) check(c policy.Check) CheckResult {
 				continue
 			}
 			stable := e.canaryDesc(m, sv, sHi, "upper")
-			if b.name == BoundMaxIncrease {
+			if useHist {
+				t := sv + b.limit
+				if b.name == BoundMaxRatio {
+					t = sv * b.limit
+				}
+				lo, _ := slowShare(t)
+				histFails := exceeds(lo, 1-q)
+				if b.name == BoundMaxIncrease {
+					msg = fmt.Sprintf("%s canary %s > stable %s + maxIncrease %s", m, formatValue(m, cv), formatValue(m, sv), b.raw)
+				} else {
+					msg = fmt.Sprintf("%s canary %s is %sx stable %s > maxRatio %s", m, formatValue(m, cv), formatPlain(cv/sv), formatValue(m, sv), b.raw)
+				}
+				fails = histFails
+			} else if b.name == BoundMaxIncrease {
 				fails = exceeds(cLo-sHi, b.limit)
 				msg = fmt.Sprintf("%s canary %s > stable %s + maxIncrease %s", m, e.canaryDesc(m, cv, cLo, "lower"), stable, b.raw)
 			} else {
@@ -355,12 +388,7 @@ func shareInterval(s Sample, metric string) (lo, hi float64) {
 	if !(n > 0) || math.IsNaN(s.Errors) {
 		return math.NaN(), math.NaN()
 	}
-	p := clamp01(s.Errors / n)
-	z2 := wilsonZ * wilsonZ
-	denom := 1 + z2/n
-	center := (p + z2/(2*n)) / denom
-	half := wilsonZ / denom * math.Sqrt(p*(1-p)/n+z2/(4*n*n))
-	lo, hi = math.Max(0, center-half), math.Min(1, center+half)
+	lo, hi = wilson(s.Errors, n)
 	if metric == MetricSuccessRate {
 		return 1 - hi, 1 - lo
 	}

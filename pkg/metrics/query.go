@@ -119,12 +119,15 @@ func plan(req Request) []plannedQuery {
 		case m == MetricRequestRate:
 			// Derived from the request count, which is always queried.
 		case isBuiltin(m):
-			quantile, _ := latencyQuantile(m)
+			// Every latency check reads the same histogram.
+			if seen["latency"] {
+				continue
+			}
+			seen["latency"] = true
 			qs = append(qs, plannedQuery{
-				kind:     kindLatency,
-				metric:   m,
-				quantile: quantile,
-				promql:   latencyQuery(quantile, sel, window),
+				kind:   kindLatency,
+				metric: m,
+				promql: bucketQuery(sel, window),
 			})
 		default:
 			qs = append(qs, customQueries(req, m, window)...)
@@ -137,10 +140,11 @@ func countQuery(sel, window string) string {
 	return "sum by (" + groupBy + ") (increase(istio_requests_total{" + sel + "}[" + window + "]))"
 }
 
-func latencyQuery(quantile float64, sel, window string) string {
-	return "histogram_quantile(" + strconv.FormatFloat(quantile, 'f', -1, 64) +
-		", sum by (le, " + groupBy + ") (rate(istio_request_duration_milliseconds_bucket{" +
-		sel + "}[" + window + "])))"
+// bucketQuery reads both versions' latency histograms: the quantiles and
+// the sample-size-aware latency decisions are computed from the buckets.
+func bucketQuery(sel, window string) string {
+	return "sum by (le, " + groupBy + ") (increase(istio_request_duration_milliseconds_bucket{" +
+		sel + "}[" + window + "]))"
 }
 
 // selector matches both versions, so one answer serves both and a later

@@ -178,7 +178,7 @@ func (x *decider) active() {
 	c := x.obs.Canary.Revision
 
 	if s.Phase != Promoting && c == x.obs.Stable.Revision {
-		x.rollback(ResultAborted, fmt.Sprintf("canary template returned to stable's (revision %s); release of %s ended", c, s.Revision))
+		x.rollback(ResultAborted, DecidedByCanaryReverted, fmt.Sprintf("canary template returned to stable's (revision %s); release of %s ended", c, s.Revision))
 		return
 	}
 	if c != s.Revision {
@@ -197,7 +197,7 @@ func (x *decider) active() {
 	cmd := x.obs.Commands
 	if cmd.Rollback != "" {
 		x.d.Consumed.Rollback = true
-		x.rollback(ResultManualRollback, "manual rollback: "+cmd.Rollback)
+		x.rollback(ResultManualRollback, DecidedByAnnotation, "manual rollback: "+cmd.Rollback)
 		return
 	}
 	if cmd.Promote {
@@ -246,7 +246,7 @@ func (x *decider) progress() {
 	}
 
 	if x.obs.Canary.Available == 0 && s.Weight > 0 {
-		x.rollback(ResultRolledBack, fmt.Sprintf("canary has no available pods at stage %s", StageLabel(*s, plan)))
+		x.rollback(ResultRolledBack, DecidedByController, fmt.Sprintf("canary has no available pods at stage %s", StageLabel(*s, plan)))
 		return
 	}
 	if x.obs.Weight != s.Weight {
@@ -286,7 +286,7 @@ func (x *decider) startStage(step Step, want int32) {
 	if c.Replicas != want || !c.Settled || c.Available < want {
 		if plan.ProgressDeadline > 0 && x.now.Sub(s.ScaleStart) >= plan.ProgressDeadline {
 			x.event(true, ReasonCanaryNotReady, "canary not available within %s at stage %s (%d/%d available)", plan.ProgressDeadline, StageLabel(*s, plan), c.Available, want)
-			x.rollback(ResultRolledBack, fmt.Sprintf("canary did not become available within %s (%d/%d available)", plan.ProgressDeadline, c.Available, want))
+			x.rollback(ResultRolledBack, DecidedByProgressDeadline, fmt.Sprintf("canary did not become available within %s (%d/%d available)", plan.ProgressDeadline, c.Available, want))
 			return
 		}
 		s.Message = fmt.Sprintf("stage %s: waiting for %d canary replicas to be available (%d now)", StageLabel(*s, plan), want, c.Available)
@@ -334,7 +334,7 @@ func (x *decider) analysis(a Analysis) bool {
 		limit := max(plan.FailureLimit, 1)
 		x.event(true, ReasonAnalysisFailed, "%sinterval failed (%d/%d)", prefix+a.Message+"; ", s.Failures, limit)
 		if s.Failures >= limit {
-			x.rollback(ResultRolledBack, prefix+a.Message)
+			x.rollback(ResultRolledBack, DecidedByAnalysis, prefix+a.Message)
 			return true
 		}
 	case Outage:
@@ -342,7 +342,7 @@ func (x *decider) analysis(a Analysis) bool {
 		limit := max(plan.OutageLimit, 1)
 		x.event(true, ReasonMetricsUnavailable, "%smetrics unavailable (%d/%d), holding", prefix+a.Message+"; ", s.Outages, limit)
 		if s.Outages >= limit {
-			x.rollback(ResultRolledBack, fmt.Sprintf("%smetrics unavailable for %d consecutive intervals: %s", prefix, s.Outages, a.Message))
+			x.rollback(ResultRolledBack, DecidedByMetricsOutage, fmt.Sprintf("%smetrics unavailable for %d consecutive intervals: %s", prefix, s.Outages, a.Message))
 			return true
 		}
 	}
@@ -353,7 +353,9 @@ func (x *decider) promote(manual bool) {
 	s := x.s()
 	s.Phase = Promoting
 	s.PausedAt = time.Time{}
+	s.DecidedBy = DecidedByAnalysis
 	if manual {
+		s.DecidedBy = DecidedByAnnotation
 		s.Result = ResultManualPromoted
 		s.Message = fmt.Sprintf("manual promotion at stage %s: updating stable to revision %s", StageLabel(*s, x.obs.Plan), s.Revision)
 	} else {
@@ -388,10 +390,11 @@ func (x *decider) promoting() {
 	x.settle()
 }
 
-func (x *decider) rollback(result Result, msg string) {
+func (x *decider) rollback(result Result, decidedBy, msg string) {
 	s := x.s()
 	x.setWeight(0)
 	s.Phase, s.Result, s.Finished, s.Message = RolledBack, result, x.now, msg
+	s.DecidedBy = decidedBy
 	s.PausedAt = time.Time{}
 	x.event(true, ReasonRolledBack, "%s", msg)
 	x.d.Consumed.Pause = x.obs.Commands.Pause

@@ -141,8 +141,11 @@ type State struct {
 	Finished time.Time `json:"finished,omitzero"`
 	// Message is the last verdict or reason, in words, with numbers.
 	Message string `json:"message,omitempty"`
-	// Result says how the last release ended and who decided.
+	// Result says how the last release ended.
 	Result Result `json:"result,omitempty"`
+	// DecidedBy says who or what decided that end: one of the Decider
+	// constants.
+	DecidedBy string `json:"decidedBy,omitempty"`
 	// Interrupted keeps the phase that an invalid configuration
 	// interrupted, so fixing the configuration resumes it.
 	Interrupted Phase `json:"interrupted,omitempty"`
@@ -157,6 +160,16 @@ const (
 	ResultRolledBack     Result = "rolled-back"
 	ResultManualRollback Result = "manual-rollback"
 	ResultAborted        Result = "aborted"
+)
+
+// Who or what ended a release, for the release history.
+const (
+	DecidedByAnalysis         = "analysis"
+	DecidedByAnnotation       = "annotation"
+	DecidedByMetricsOutage    = "metrics-outage"
+	DecidedByProgressDeadline = "progress-deadline"
+	DecidedByCanaryReverted   = "canary-reverted"
+	DecidedByController       = "controller"
 )
 
 // Event is a Kubernetes Event the caller should emit on the stable

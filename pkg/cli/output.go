@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/yaml"
+)
+
+// Output formats for -o. The empty format is the human one.
+const (
+	outputHuman = ""
+	outputJSON  = "json"
+	outputYAML  = "yaml"
+)
+
+func addOutputFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVarP(p, "output", "o", "", "Output format: json or yaml (default: readable text)")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outputJSON, outputYAML}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// checkOutput validates -o before anything is read from the cluster, so a
+// typo costs nothing.
+func checkOutput(cmd *cobra.Command, format string) error {
+	switch format {
+	case outputHuman, outputJSON, outputYAML:
+		return nil
+	}
+	return usagef(cmd, "--output %q: expected json or yaml", format)
+}
+
+// printDoc writes v as one JSON or YAML document.
+func printDoc(w io.Writer, format string, v any) error {
+	switch format {
+	case outputJSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return fmt.Errorf("writing JSON: %w", err)
+		}
+		return nil
+	case outputYAML:
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("writing YAML: %w", err)
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return fmt.Errorf("unknown output format %q", format)
+}
+
+// newTable is a kubectl-like table: columns padded by three spaces.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+}
+
+// row writes one tab-separated table row.
+func row(w io.Writer, cells ...string) {
+	for i, c := range cells {
+		// A tab or newline inside a cell would break the table's columns.
+		cells[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(c)
+	}
+	fmt.Fprintln(w, strings.Join(cells, "\t"))
+}
+
+// orNone shows an empty value as kubectl does.
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+// roundDuration rounds to whole seconds, which is as precise as stage
+// clocks are worth reading.
+func roundDuration(d time.Duration) string {
+	return d.Round(time.Second).String()
+}
+
+// age is how long ago t was, as kubectl's AGE column shows it.
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(now.Sub(t))
+}
+
+// ago is age with "ago", for a column of past events.
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return age(t, now) + " ago"
+}
+
+// percent formats a traffic weight.
+func percent(w int) string { return strconv.Itoa(w) + "%" }
+
+// Metric names whose values are shares or rates; as in pkg/metrics.
+const (
+	metricErrorRate   = "error-rate"
+	metricSuccessRate = "success-rate"
+	metricRequestRate = "request-rate"
+)
+
+// formatMetric prints a check's value the way the controller writes it in
+// its messages: shares as percentages, latencies as durations, request
+// rates per second, anything else as a plain number. The rules copy
+// pkg/metrics' unexported formatting so that the table and the message
+// next to it agree.
+func formatMetric(metric string, v *float64) string {
+	if v == nil || math.IsNaN(*v) {
+		return "no data"
+	}
+	x := *v
+	switch {
+	case metric == metricErrorRate || metric == metricSuccessRate:
+		return formatPercent(x)
+	case metric == metricRequestRate:
+		return formatPlain(x) + "/s"
+	case strings.HasPrefix(metric, "latency-p"):
+		return formatSeconds(x)
+	}
+	return formatPlain(x)
+}
+
+// formatPercent prints a fraction as a percentage with at most two
+// decimals, keeping two significant digits for tiny non-zero shares so they
+// do not read as 0%.
+func formatPercent(f float64) string {
+	p := f * 100
+	r := math.Round(p*100) / 100
+	if r == 0 && p != 0 {
+		return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+	}
+	return strconv.FormatFloat(r+0, 'f', -1, 64) + "%" // +0 turns -0 into 0
+}
+
+// formatSeconds prints seconds as a Go duration rounded to about three
+// significant digits: 80ms, 2.1s, 1.5ms.
+func formatSeconds(sec float64) string {
+	if math.IsInf(sec, 0) {
+		return strconv.FormatFloat(sec, 'f', -1, 64) + "s"
+	}
+	d := time.Duration(sec * float64(time.Second))
+	a := d.Abs()
+	switch {
+	case a >= time.Second:
+		d = d.Round(10 * time.Millisecond)
+	case a >= 10*time.Millisecond:
+		d = d.Round(time.Millisecond)
+	case a >= time.Millisecond:
+		d = d.Round(100 * time.Microsecond)
+	default:
+		d = d.Round(time.Microsecond)
+	}
+	return d.String()
+}
+
+// formatPlain prints a number with four significant digits and no exponent.
+func formatPlain(v float64) string {
+	if math.IsInf(v, 0) || math.Abs(v) >= 1000 {
+		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
+	}
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
+	return strconv.FormatFloat(r+0, 'f', -1, 64)
+}
+
+// formatCount prints a request count rounded down, as the controller does
+// for the fractional counts Prometheus' increase() extrapolates.
+func formatCount(n float64) string {
+	return strconv.FormatFloat(math.Floor(n), 'f', 0, 64)
+}

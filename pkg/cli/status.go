@@ -1,0 +1,386 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/meshcanary/meshcanary/pkg/stages"
+	"github.com/meshcanary/meshcanary/pkg/status"
+)
+
+// historyShown is how many releases `status` lists; `history` lists all.
+const historyShown = 5
+
+type statusOptions struct {
+	*common
+	output    string
+	watch     bool
+	waitStart time.Duration
+}
+
+func newStatusCommand(c *common) *cobra.Command {
+	o := &statusOptions{common: c}
+	cmd := &cobra.Command{
+		Use:   "status DEPLOYMENT",
+		Short: "Show a rollout: phase, stage, weights, last analysis and recent releases",
+		Long: `Show what the controller publishes about an opted-in Deployment: its phase,
+the stage and how long it has run, the stable/canary weights of the managed
+VirtualService route, the last analysis (canary vs stable against each
+threshold), pending commands and the last releases.
+
+With -w the status is redrawn live until no release is in flight any more
+(the phase is no longer Progressing, Paused or Promoting). The exit code then
+tells how the release ended: 0 when it succeeded, 1 when it was rolled back
+or the configuration is invalid.`,
+		Example: `  meshcanary status payment-service
+  meshcanary status payment-service -w
+  kubectl set image deploy/payment-service-canary app=payment:v2 && meshcanary status payment-service -w --wait-start 2m
+  meshcanary status payment-service -o json`,
+		Args:              oneDeployment,
+		ValidArgsFunction: completeDeployments(c),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(cmd, o.output); err != nil {
+				return err
+			}
+			if o.waitStart != 0 && !o.watch {
+				return usagef(cmd, "--wait-start needs -w")
+			}
+			name, _ := deploymentArg(cmd, args[0])
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return o.run(ctx, name)
+		},
+	}
+	addOutputFlag(cmd, &o.output)
+	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "Redraw on every change until no release is in flight")
+	cmd.Flags().DurationVar(&o.waitStart, "wait-start", 0, "With -w, when no release is in flight, wait this long for one to start and follow it (for scripts that have just changed the canary)")
+	return cmd
+}
+
+func (o *statusOptions) run(ctx context.Context, name string) error {
+	c, err := o.kube.connect()
+	if err != nil {
+		return err
+	}
+	d, err := c.optedIn(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !o.watch {
+		doc := c.status(ctx, d, time.Now())
+		if o.output != outputHuman {
+			return printDoc(o.streams.Out, o.output, doc)
+		}
+		renderStatus(o.streams.Out, doc, time.Now())
+		return nil
+	}
+	return o.follow(ctx, c, d)
+}
+
+// frameWriter draws successive states of a rollout. On a terminal each
+// frame replaces the last and is redrawn every second so that the stage
+// clock moves; elsewhere (a pipe, a file, a log) frames are appended, and
+// only when something other than the clock changed.
+type frameWriter struct {
+	w        io.Writer
+	output   string
+	terminal bool
+	title    string
+	frames   int
+	lastKey  string
+}
+
+// clearScreen moves the cursor home and clears the screen, as watch(1).
+const clearScreen = "\x1b[H\x1b[2J"
+
+func (f *frameWriter) draw(doc statusDoc, now time.Time, changed bool) error {
+	key := frameKey(doc)
+	if !f.terminal || f.output != outputHuman {
+		if f.frames > 0 && key == f.lastKey {
+			return nil
+		}
+	} else if !changed && f.frames > 0 && key == f.lastKey && !doc.Active {
+		return nil
+	}
+	f.lastKey = key
+	f.frames++
+	switch {
+	case f.output == outputYAML:
+		if f.frames > 1 {
+			fmt.Fprintln(f.w, "---")
+		}
+		return printDoc(f.w, f.output, doc)
+	case f.output == outputJSON:
+		return printDoc(f.w, f.output, doc)
+	case f.terminal:
+		fmt.Fprint(f.w, clearScreen)
+		fmt.Fprintf(f.w, "%s   %s\n\n", f.title, now.Format(time.TimeOnly))
+	case f.frames > 1:
+		fmt.Fprintln(f.w)
+	}
+	renderStatus(f.w, doc, now)
+	return nil
+}
+
+// frameKey identifies what a frame shows apart from the clock.
+func frameKey(doc statusDoc) string {
+	doc.Clock = nil
+	var b strings.Builder
+	_ = printDoc(&b, outputJSON, doc)
+	return b.String()
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// deploymentWatcher watches one Deployment, for the retrying watcher.
+type deploymentWatcher struct {
+	kube      kubernetes.Interface
+	namespace string
+	name      string
+}
+
+func (w deploymentWatcher) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", w.name).String()
+	return w.kube.AppsV1().Deployments(w.namespace).Watch(ctx, opts)
+}
+
+// follow redraws the status on every change of the Deployment (a watch,
+// resumed where it left off if the connection drops) until the release
+// ends.
+func (o *statusOptions) follow(ctx context.Context, c *cluster, d *appsv1.Deployment) error {
+	fw := &frameWriter{
+		w:        o.streams.Out,
+		output:   o.output,
+		terminal: isTerminal(o.streams.Out),
+		title:    fmt.Sprintf("deployment/%s in %s: watching, Ctrl-C to stop", d.Name, d.Namespace),
+	}
+	// The weights are read again on every change of the Deployment (the
+	// controller writes the VirtualService before it publishes), and reused
+	// for the redraws in between.
+	w, vsWarning := c.weights(ctx, d)
+	doc := assemble(d, w, vsWarning, time.Now())
+	if err := fw.draw(doc, time.Now(), true); err != nil {
+		return err
+	}
+	waiting := false
+	var startDeadline <-chan time.Time
+	if !doc.Active {
+		if o.waitStart <= 0 || doc.Phase == string(stages.Invalid) {
+			return releaseResult(doc)
+		}
+		waiting = true
+		timer := time.NewTimer(o.waitStart)
+		defer timer.Stop()
+		startDeadline = timer.C
+	}
+
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, d.ResourceVersion, deploymentWatcher{kube: c.kube, namespace: d.Namespace, name: d.Name})
+	if err != nil {
+		return fmt.Errorf("watching deployment %q: %w", d.Name, err)
+	}
+	defer rw.Stop()
+	var tick <-chan time.Time
+	if fw.terminal && o.output == outputHuman {
+		// Only the stage clock changes between events; a second is as
+		// precise as it is shown.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped watching: %w", ctx.Err())
+		case <-startDeadline:
+			return fmt.Errorf("no release of deployment %q started within %s (phase %s)", d.Name, o.waitStart, orNone(doc.Phase))
+		case <-tick:
+			if err := fw.draw(assemble(d, w, vsWarning, time.Now()), time.Now(), false); err != nil {
+				return err
+			}
+		case ev, ok := <-rw.ResultChan():
+			if !ok {
+				return fmt.Errorf("watching deployment %q: the watch ended", d.Name)
+			}
+			switch ev.Type {
+			case watch.Deleted:
+				return fmt.Errorf("deployment %q was deleted", d.Name)
+			case watch.Error:
+				return fmt.Errorf("watching deployment %q: %w", d.Name, apierrors.FromObject(ev.Object))
+			case watch.Added, watch.Modified:
+			default:
+				continue
+			}
+			next, ok := ev.Object.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			d = next
+			w, vsWarning = c.weights(ctx, d)
+			doc = assemble(d, w, vsWarning, time.Now())
+			if err := fw.draw(doc, time.Now(), true); err != nil {
+				return err
+			}
+			if waiting {
+				switch {
+				case doc.Active:
+					waiting = false
+					startDeadline = nil
+				case doc.Phase == string(stages.Invalid):
+					return releaseResult(doc)
+				}
+				continue
+			}
+			if !doc.Active {
+				return releaseResult(doc)
+			}
+		}
+	}
+}
+
+// releaseResult turns the phase a watch ended on into the command's
+// result, so that scripts can tell a promoted release from a rolled back
+// one by the exit code.
+func releaseResult(doc statusDoc) error {
+	switch stages.Phase(doc.Phase) {
+	case stages.RolledBack:
+		return fmt.Errorf("release of deployment %q was rolled back: %s", doc.Name, doc.Message)
+	case stages.Invalid:
+		return fmt.Errorf("deployment %q: configuration invalid: %s", doc.Name, doc.Message)
+	}
+	return nil
+}
+
+// renderStatus prints a rollout for people.
+func renderStatus(w io.Writer, doc statusDoc, now time.Time) {
+	t := newTable(w)
+	row(t, "Deployment:", doc.Namespace+"/"+doc.Name)
+	phase := orNone(doc.Phase)
+	if doc.Phase == "" {
+		phase += " (not reconciled yet)"
+	}
+	row(t, "Phase:", phase)
+	row(t, "Stage:", stageLine(doc))
+	weights := fmt.Sprintf("stable %s, canary %s", percent(doc.Weights.Stable), percent(doc.Weights.Canary))
+	if doc.Weights.Other > 0 {
+		weights += fmt.Sprintf(", other destinations %s", percent(doc.Weights.Other))
+	}
+	row(t, "Weights:", weights+"   ("+doc.Weights.Source+")")
+	row(t, "Revision:", orNone(doc.Revision))
+	row(t, "Message:", orNone(doc.Message))
+	if len(doc.PendingCommands) > 0 {
+		var cmds []string
+		for _, k := range sortedKeys(doc.PendingCommands) {
+			cmds = append(cmds, k+"="+doc.PendingCommands[k])
+		}
+		row(t, "Pending:", strings.Join(cmds, ", ")+"   (not yet acted on by the controller)")
+	}
+	if doc.Verdicts.Last != "" {
+		row(t, "Verdicts:", fmt.Sprintf("last %s; this stage %d passed, %d failed in a row, %d without metrics in a row",
+			doc.Verdicts.Last, doc.Verdicts.Passes, doc.Verdicts.Failures, doc.Verdicts.Outages))
+	}
+	if a := doc.Analysis; a != nil {
+		row(t, "Analysis:", fmt.Sprintf("%s %s, over %s: canary %s requests, stable %s requests",
+			a.Verdict, ago(a.At, now), roundDuration(time.Duration(a.WindowSeconds*float64(time.Second))),
+			formatCount(a.CanaryRequests), formatCount(a.StableRequests)))
+		if a.Message != "" {
+			row(t, "", a.Message)
+		}
+	}
+	for _, warning := range doc.Warnings {
+		row(t, "Warning:", warning)
+	}
+	_ = t.Flush()
+
+	if a := doc.Analysis; a != nil && len(a.Checks) > 0 {
+		fmt.Fprintln(w)
+		renderChecks(w, a.Checks)
+	}
+	if len(doc.History) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Recent releases:")
+		h := doc.History
+		if len(h) > historyShown {
+			h = h[len(h)-historyShown:]
+		}
+		renderHistory(w, h, now, false)
+	}
+}
+
+// stageLine is the stage, its clock and what the clock means.
+func stageLine(doc statusDoc) string {
+	s := orNone(doc.Stage)
+	switch stages.Phase(doc.Phase) {
+	case stages.Promoting:
+		return s + ", promoting: stable is being updated to the canary's template"
+	case stages.Progressing, stages.Paused:
+	default:
+		return s
+	}
+	c := doc.Clock
+	if c == nil {
+		return s + ", waiting for the canary to be scaled and available"
+	}
+	elapsed := time.Duration(c.ElapsedSeconds * float64(time.Second))
+	s += ", " + roundDuration(elapsed) + " elapsed"
+	if c.RemainingSeconds != nil {
+		s += ", " + roundDuration(time.Duration(*c.RemainingSeconds*float64(time.Second))) + " left"
+	} else {
+		s += " (stage duration comes from the policy)"
+	}
+	if c.Paused {
+		s += ", paused: the stage clock is stopped"
+	}
+	return s
+}
+
+// renderChecks prints the last analysis' checks as a table.
+func renderChecks(w io.Writer, checks []status.Check) {
+	t := newTable(w)
+	row(t, "METRIC", "CANARY", "STABLE", "BOUND", "THRESHOLD", "VERDICT")
+	for _, c := range checks {
+		row(t, c.Metric, formatMetric(c.Metric, c.Canary), formatMetric(c.Metric, c.Stable), orNone(c.Bound), orNone(c.Threshold), c.Verdict)
+	}
+	_ = t.Flush()
+}
+
+// renderHistory prints releases, oldest first as in the annotation.
+func renderHistory(w io.Writer, releases []status.Release, now time.Time, wide bool) {
+	t := newTable(w)
+	if wide {
+		row(t, "STARTED", "DURATION", "REVISION", "IMAGES", "STAGES", "RESULT", "DECIDED BY", "REASON")
+	} else {
+		row(t, "FINISHED", "REVISION", "STAGES", "RESULT", "DECIDED BY", "REASON")
+	}
+	for _, r := range releases {
+		if wide {
+			took := "<unknown>"
+			if !r.Started.IsZero() && !r.Finished.IsZero() {
+				took = roundDuration(r.Finished.Sub(r.Started))
+			}
+			row(t, ago(r.Started, now), took, orNone(r.Revision), orNone(strings.Join(r.Images, ",")),
+				orNone(r.StagesReached), orNone(r.Result), orNone(r.DecidedBy), orNone(r.Reason))
+			continue
+		}
+		row(t, ago(r.Finished, now), orNone(r.Revision), orNone(r.StagesReached), orNone(r.Result), orNone(r.DecidedBy), orNone(r.Reason))
+	}
+	_ = t.Flush()
+}

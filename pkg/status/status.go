@@ -1,0 +1,162 @@
+package status
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/metrics"
+	"github.com/meshcanary/meshcanary/pkg/stages"
+)
+
+// Analysis is the last analysis of a rollout, in detail.
+type Analysis struct {
+	At             time.Time `json:"at"`
+	WindowSeconds  float64   `json:"windowSeconds"`
+	Verdict        string    `json:"verdict"`
+	Message        string    `json:"message"`
+	CanaryRequests float64   `json:"canaryRequests"`
+	StableRequests float64   `json:"stableRequests"`
+	Checks         []Check   `json:"checks,omitempty"`
+}
+
+// Check is one check's values against its bound. Values are in base units
+// (ratios, seconds, requests per second); nil means no data.
+type Check struct {
+	Metric    string   `json:"metric"`
+	Canary    *float64 `json:"canary,omitempty"`
+	Stable    *float64 `json:"stable,omitempty"`
+	Bound     string   `json:"bound,omitempty"`
+	Threshold string   `json:"threshold,omitempty"`
+	Verdict   string   `json:"verdict"`
+	Message   string   `json:"message,omitempty"`
+}
+
+// FromResult converts an analysis result for publishing.
+func FromResult(r metrics.Result, at time.Time) Analysis {
+	a := Analysis{
+		At:             at.UTC(),
+		WindowSeconds:  r.Window.Seconds(),
+		Verdict:        string(r.Verdict),
+		Message:        r.Message,
+		CanaryRequests: r.CanaryRequests,
+		StableRequests: r.StableRequests,
+	}
+	for _, c := range r.Checks {
+		a.Checks = append(a.Checks, Check{
+			Metric: c.Metric, Canary: finite(c.Canary), Stable: finite(c.Stable),
+			Bound: c.Bound, Threshold: c.Threshold, Verdict: string(c.Verdict), Message: c.Message,
+		})
+	}
+	return a
+}
+
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// Release is one entry of the release history.
+type Release struct {
+	Revision      string    `json:"revision"`
+	Images        []string  `json:"images,omitempty"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished"`
+	StagesReached string    `json:"stagesReached"`
+	Result        string    `json:"result"`
+	Reason        string    `json:"reason"`
+	DecidedBy     string    `json:"decidedBy"`
+}
+
+// Images lists a pod template's containers as name=image.
+func Images(d *appsv1.Deployment) []string {
+	var out []string
+	for _, c := range d.Spec.Template.Spec.Containers {
+		out = append(out, c.Name+"="+c.Image)
+	}
+	return out
+}
+
+// View is everything published about one opted-in Deployment.
+type View struct {
+	Namespace string
+	Name      string
+	Enabled   bool
+	Phase     string
+	Weight    int
+	Stage     string
+	Revision  string
+	Message   string
+	State     stages.State
+	Analysis  *Analysis
+	History   []Release
+	// Commands pending: command annotations written and not yet acted on.
+	Commands map[string]string
+}
+
+// Read decodes a Deployment's published state.
+func Read(d *appsv1.Deployment) (View, error) {
+	a := d.Annotations
+	v := View{
+		Namespace: d.Namespace,
+		Name:      d.Name,
+		Enabled:   annotations.IsEnabled(a),
+		Phase:     a[annotations.Phase],
+		Stage:     a[annotations.Stage],
+		Revision:  a[annotations.Revision],
+		Message:   a[annotations.Message],
+		Commands:  map[string]string{},
+	}
+	var errs []string
+	if w := a[annotations.Weight]; w != "" {
+		n, err := strconv.Atoi(w)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %q is not a number", annotations.Weight, w))
+		}
+		v.Weight = n
+	}
+	if raw := a[annotations.State]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &v.State); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", annotations.State, err))
+		}
+	}
+	if raw := a[annotations.Analysis]; raw != "" {
+		var an Analysis
+		if err := json.Unmarshal([]byte(raw), &an); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", annotations.Analysis, err))
+		} else {
+			v.Analysis = &an
+		}
+	}
+	if raw := a[annotations.History]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &v.History); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", annotations.History, err))
+		}
+	}
+	for _, k := range annotations.CommandKeys() {
+		if val, ok := a[k]; ok {
+			v.Commands[k] = val
+		}
+	}
+	if len(errs) > 0 {
+		return v, fmt.Errorf("Deployment %s/%s: unreadable annotations: %s", d.Namespace, d.Name, strings.Join(errs, "; "))
+	}
+	return v, nil
+}
+
+// AppendHistory adds a release and keeps the newest max entries.
+func AppendHistory(h []Release, r Release, max int) []Release {
+	h = append(h, r)
+	if max > 0 && len(h) > max {
+		h = h[len(h)-max:]
+	}
+	return h
+}
