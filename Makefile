@@ -11,7 +11,7 @@ TOOLS     := hack/tools.sh
 BIN_DIR    = $(shell $(TOOLS) bindir)
 GOTESTSUM  = $(BIN_DIR)/gotestsum
 # Packages that need the local control plane; everything else is a unit test.
-INTEGRATION_PKGS := ./internal/testenv/... ./test/...
+INTEGRATION_PKGS = $(shell $(GO) list ./internal/testenv/... ./test/... | grep -v /test/bench)
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/testenv -e /test/)
 
 .PHONY: help
@@ -40,6 +40,10 @@ test: tools ## run every test: unit (with -race), integration and end-to-end aga
 test-unit: tools ## unit tests only
 	$(GOTESTSUM) --format pkgname-and-test-fails -- -race -count=1 $(UNIT_PKGS)
 
+.PHONY: verify
+verify: ## check that manifests/install is the chart rendered with its defaults (hack/verify-manifests.sh --update fixes it)
+	@hack/verify-manifests.sh
+
 .PHONY: demo
 demo: tools build ## bring up a local control plane, Prometheus, the simulated mesh and the controller, and walk releases through their stages
 	@hack/demo.sh
@@ -59,8 +63,8 @@ fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: bench
-bench: tools ## benchmarks; figures go to docs/performance.md
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./test/... ./pkg/...
+bench: tools ## benchmarks against the local control plane; figures go to docs/performance.md
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 90m ./pkg/... ./test/bench/
 
 .PHONY: local-cluster-up local-cluster-down
 local-cluster-up: ## start the local control plane in the background

@@ -37,7 +37,9 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/meshcanary/meshcanary/pkg/controller"
+	"github.com/meshcanary/meshcanary/pkg/gates"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
+	"github.com/meshcanary/meshcanary/pkg/notify"
 	"github.com/meshcanary/meshcanary/pkg/policy"
 )
 
@@ -57,6 +59,9 @@ type controllerOptions struct {
 	Workers            int
 	ProgressDeadline   time.Duration
 	PrometheusTimeout  time.Duration
+	// NotificationsSecret is namespace/name of the channels' Secret.
+	NotificationsSecret string
+	HistoryLimit        int
 }
 
 func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
@@ -74,6 +79,8 @@ func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Workers, "workers", 2, "rollouts reconciled in parallel")
 	fs.DurationVar(&o.ProgressDeadline, "progress-deadline", 10*time.Minute, "how long a canary may take to become available for a stage before the release is rolled back")
 	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", 10*time.Second, "timeout of one Prometheus query")
+	fs.StringVar(&o.NotificationsSecret, "notifications-secret", "", "namespace/name of the Secret holding notification channels (Slack, PagerDuty, webhooks); empty sends none")
+	fs.IntVar(&o.HistoryLimit, "history-limit", 10, "finished releases kept per Deployment in meshcanary.io/history")
 }
 
 func (o *controllerOptions) validate() error {
@@ -86,6 +93,9 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.PrometheusURL == "" {
 		errs = append(errs, errors.New("--prometheus-url: expected a URL"))
+	}
+	if o.NotificationsSecret != "" && len(strings.SplitN(o.NotificationsSecret, "/", 2)) != 2 {
+		errs = append(errs, fmt.Errorf("--notifications-secret: %q: expected namespace/name", o.NotificationsSecret))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers: %d: expected at least 1", o.Workers))
@@ -197,6 +207,27 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "meshcanary"})
 
+	var notifier controller.Notifier
+	if o.NotificationsSecret != "" {
+		d, err := notificationDispatcher(ctx, kube, o.NotificationsSecret, reg, log)
+		if err != nil {
+			return err
+		}
+		go d.Run(ctx)
+		notifier = d
+	}
+
+	gateRunner := gates.NewRunner(gates.Options{
+		Done: func(rollout string) {
+			if c := ctrl.Load(); c != nil {
+				c.Enqueue(rollout)
+			}
+		},
+		Metrics: reg,
+		Log:     log,
+	})
+	go gateRunner.Run(ctx)
+
 	promAPI := promv1.NewAPI(promClient)
 	c, err := controller.New(controller.Config{
 		Kube:             kube,
@@ -212,6 +243,9 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		Log:              log,
 		Workers:          o.Workers,
 		ProgressDeadline: o.ProgressDeadline,
+		HistoryLimit:     o.HistoryLimit,
+		Notifier:         notifier,
+		Gates:            gateRunner,
 	})
 	if err != nil {
 		return err
@@ -353,4 +387,28 @@ func (t timeoutAnalyzer) Analyze(ctx context.Context, req metrics.Request) (metr
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	return t.a.Analyze(ctx, req)
+}
+
+// notificationDispatcher reads the channels from their Secret. Secret
+// values never reach logs: errors name keys only.
+func notificationDispatcher(ctx context.Context, kube kubernetes.Interface, ref string, reg prometheus.Registerer, log zerolog.Logger) (*notify.Dispatcher, error) {
+	ns, name, _ := strings.Cut(ref, "/")
+	sec, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("--notifications-secret %s: %w", ref, err)
+	}
+	channels, err := notify.LoadFromSecret(sec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("--notifications-secret %s: %w", ref, err)
+	}
+	d, err := notify.NewDispatcher(channels, notify.Options{Metrics: reg, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("notifications: %w", err)
+	}
+	names := make([]string, 0, len(channels))
+	for _, ch := range channels {
+		names = append(names, ch.Name())
+	}
+	log.Info().Strs("channels", names).Msg("notifications enabled")
+	return d, nil
 }

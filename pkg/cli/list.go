@@ -84,15 +84,16 @@ func (o *listOptions) run(ctx context.Context) error {
 		return printDoc(o.streams.Out, o.output, doc)
 	}
 	if len(doc.Items) == 0 {
+		// As kubectl: the notice goes to stderr, so stdout stays empty.
+		e := newPrinter(o.streams.ErrOut)
 		if o.allNamespaces {
-			fmt.Fprintln(o.streams.ErrOut, "No opted-in Deployments found.")
+			e.println("No opted-in Deployments found.")
 		} else {
-			fmt.Fprintf(o.streams.ErrOut, "No opted-in Deployments found in namespace %s.\n", ns)
+			e.printf("No opted-in Deployments found in namespace %s.\n", ns)
 		}
-		return nil
+		return e.err
 	}
-	renderList(o.streams.Out, doc, o.allNamespaces, time.Now())
-	return nil
+	return renderList(o.streams.Out, doc, o.allNamespaces, time.Now())
 }
 
 // buildList keeps the opted-in Deployments, sorted by namespace and name.
@@ -128,13 +129,14 @@ func buildList(deps []appsv1.Deployment) listDoc {
 	return doc
 }
 
-func renderList(w io.Writer, doc listDoc, withNamespace bool, now time.Time) {
-	t := newTable(w)
+func renderList(w io.Writer, doc listDoc, withNamespace bool, now time.Time) error {
+	p := newPrinter(w)
+	t := p.table()
 	header := []string{"NAME", "PHASE", "WEIGHT", "STAGE", "LAST RESULT"}
 	if withNamespace {
 		header = append([]string{"NAMESPACE"}, header...)
 	}
-	row(t, header...)
+	t.row(header...)
 	for _, it := range doc.Items {
 		last := "<none>"
 		if it.LastResult != "" {
@@ -147,9 +149,10 @@ func renderList(w io.Writer, doc listDoc, withNamespace bool, now time.Time) {
 		if withNamespace {
 			cells = append([]string{it.Namespace}, cells...)
 		}
-		row(t, cells...)
+		t.row(cells...)
 	}
-	_ = t.Flush()
+	t.flush()
+	return p.err
 }
 
 type historyOptions struct {
@@ -206,9 +209,9 @@ func (o *historyOptions) run(ctx context.Context, name string) error {
 		return printDoc(o.streams.Out, o.output, doc)
 	}
 	if len(doc.Releases) == 0 {
-		fmt.Fprintf(o.streams.ErrOut, "No releases recorded yet for deployment %s in namespace %s.\n", d.Name, d.Namespace)
-		return nil
+		e := newPrinter(o.streams.ErrOut)
+		e.printf("No releases recorded yet for deployment %s in namespace %s.\n", d.Name, d.Namespace)
+		return e.err
 	}
-	renderHistory(o.streams.Out, doc.Releases, time.Now(), true)
-	return nil
+	return renderHistory(o.streams.Out, doc.Releases, time.Now(), true)
 }

@@ -58,18 +58,67 @@ func printDoc(w io.Writer, format string, v any) error {
 	return fmt.Errorf("unknown output format %q", format)
 }
 
-// newTable is a kubectl-like table: columns padded by three spaces.
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+// printer writes text and keeps the first write error, so that rendering
+// reads as a sequence of lines and the error is returned once: a closed
+// pipe (`meshcanary list | head -1`) must end the command, not go unseen.
+type printer struct {
+	w   io.Writer
+	err error
 }
 
-// row writes one tab-separated table row.
-func row(w io.Writer, cells ...string) {
+func newPrinter(w io.Writer) *printer { return &printer{w: w} }
+
+func (p *printer) printf(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+func (p *printer) println(args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintln(p.w, args...)
+	}
+}
+
+// warn writes one warning line and returns the write's error.
+func (p *printer) warn(msg string) error {
+	p.println("Warning: " + msg)
+	return p.err
+}
+
+func (p *printer) write(b []byte) {
+	if p.err == nil {
+		_, p.err = p.w.Write(b)
+	}
+}
+
+// table is a kubectl-like table: columns padded by three spaces. Its rows
+// go to the printer's writer when flushed.
+type table struct {
+	p  *printer
+	tw *tabwriter.Writer
+}
+
+func (p *printer) table() *table {
+	return &table{p: p, tw: tabwriter.NewWriter(p.w, 0, 8, 3, ' ', 0)}
+}
+
+// row writes one row.
+func (t *table) row(cells ...string) {
 	for i, c := range cells {
 		// A tab or newline inside a cell would break the table's columns.
 		cells[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(c)
 	}
-	fmt.Fprintln(w, strings.Join(cells, "\t"))
+	if t.p.err == nil {
+		_, t.p.err = fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+	}
+}
+
+// flush aligns and writes the rows.
+func (t *table) flush() {
+	if err := t.tw.Flush(); t.p.err == nil {
+		t.p.err = err
+	}
 }
 
 // orNone shows an empty value as kubectl does.

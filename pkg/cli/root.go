@@ -38,7 +38,7 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 func AddCommands(root *cobra.Command, streams genericiooptions.IOStreams) {
 	kube := newKubeFlags()
 	o := &common{streams: streams, kube: kube}
-	for _, c := range []*cobra.Command{
+	cmds := []*cobra.Command{
 		newStatusCommand(o),
 		newListCommand(o),
 		newHistoryCommand(o),
@@ -49,10 +49,12 @@ func AddCommands(root *cobra.Command, streams genericiooptions.IOStreams) {
 		newApproveCommand(o),
 		newInitCommand(o),
 		newLintCommand(o),
-	} {
+	}
+	for _, c := range cmds {
 		c.Flags().AddFlagSet(kube.flags)
 		root.AddCommand(c)
 	}
+	registerKubeFlagCompletion(cmds[0], o)
 	root.AddCommand(newVersionCommand(o))
 
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -123,11 +125,13 @@ func ExitCode(err error) int {
 	if errors.As(err, &ue) {
 		return ExitUsage
 	}
-	// Cobra reports unknown subcommands and missing required flags with
+	// Cobra reports unknown subcommands and flag group violations with
 	// plain errors, without going through the flag error function.
 	msg := err.Error()
-	if strings.HasPrefix(msg, "unknown command ") || strings.HasPrefix(msg, "required flag(s)") {
-		return ExitUsage
+	for _, prefix := range []string{"unknown command ", "required flag(s)", "if any flags in the group"} {
+		if strings.HasPrefix(msg, prefix) {
+			return ExitUsage
+		}
 	}
 	return ExitFailure
 }

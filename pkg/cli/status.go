@@ -44,10 +44,13 @@ the stage and how long it has run, the stable/canary weights of the managed
 VirtualService route, the last analysis (canary vs stable against each
 threshold), pending commands and the last releases.
 
-With -w the status is redrawn live until no release is in flight any more
-(the phase is no longer Progressing, Paused or Promoting). The exit code then
-tells how the release ended: 0 when it succeeded, 1 when it was rolled back
-or the configuration is invalid.`,
+With -w the status is redrawn live, on every change of the Deployment, until
+no release is in flight any more (the phase is no longer Progressing, Paused
+or Promoting). The exit code then tells how the release ended: 0 when it
+succeeded, 1 when it was rolled back or the configuration is invalid. When no
+release is in flight to begin with, -w prints the status once and exits the
+same way, unless --wait-start gives a release time to start (for scripts that
+have just changed the canary).`,
 		Example: `  meshcanary status payment-service
   meshcanary status payment-service -w
   kubectl set image deploy/payment-service-canary app=payment:v2 && meshcanary status payment-service -w --wait-start 2m
@@ -87,8 +90,7 @@ func (o *statusOptions) run(ctx context.Context, name string) error {
 		if o.output != outputHuman {
 			return printDoc(o.streams.Out, o.output, doc)
 		}
-		renderStatus(o.streams.Out, doc, time.Now())
-		return nil
+		return renderStatus(o.streams.Out, doc, time.Now())
 	}
 	return o.follow(ctx, c, d)
 }
@@ -120,22 +122,25 @@ func (f *frameWriter) draw(doc statusDoc, now time.Time, changed bool) error {
 	}
 	f.lastKey = key
 	f.frames++
+	p := newPrinter(f.w)
 	switch {
 	case f.output == outputYAML:
 		if f.frames > 1 {
-			fmt.Fprintln(f.w, "---")
+			p.println("---")
+		}
+		if p.err != nil {
+			return p.err
 		}
 		return printDoc(f.w, f.output, doc)
 	case f.output == outputJSON:
 		return printDoc(f.w, f.output, doc)
 	case f.terminal:
-		fmt.Fprint(f.w, clearScreen)
-		fmt.Fprintf(f.w, "%s   %s\n\n", f.title, now.Format(time.TimeOnly))
+		p.printf("%s%s   %s\n\n", clearScreen, f.title, now.Format(time.TimeOnly))
 	case f.frames > 1:
-		fmt.Fprintln(f.w)
+		p.println()
 	}
-	renderStatus(f.w, doc, now)
-	return nil
+	statusTo(p, doc, now)
+	return p.err
 }
 
 // frameKey identifies what a frame shows apart from the clock.
@@ -270,58 +275,64 @@ func releaseResult(doc statusDoc) error {
 }
 
 // renderStatus prints a rollout for people.
-func renderStatus(w io.Writer, doc statusDoc, now time.Time) {
-	t := newTable(w)
-	row(t, "Deployment:", doc.Namespace+"/"+doc.Name)
+func renderStatus(w io.Writer, doc statusDoc, now time.Time) error {
+	p := newPrinter(w)
+	statusTo(p, doc, now)
+	return p.err
+}
+
+func statusTo(p *printer, doc statusDoc, now time.Time) {
+	t := p.table()
+	t.row("Deployment:", doc.Namespace+"/"+doc.Name)
 	phase := orNone(doc.Phase)
 	if doc.Phase == "" {
 		phase += " (not reconciled yet)"
 	}
-	row(t, "Phase:", phase)
-	row(t, "Stage:", stageLine(doc))
+	t.row("Phase:", phase)
+	t.row("Stage:", stageLine(doc))
 	weights := fmt.Sprintf("stable %s, canary %s", percent(doc.Weights.Stable), percent(doc.Weights.Canary))
 	if doc.Weights.Other > 0 {
 		weights += fmt.Sprintf(", other destinations %s", percent(doc.Weights.Other))
 	}
-	row(t, "Weights:", weights+"   ("+doc.Weights.Source+")")
-	row(t, "Revision:", orNone(doc.Revision))
-	row(t, "Message:", orNone(doc.Message))
+	t.row("Weights:", weights+"   ("+doc.Weights.Source+")")
+	t.row("Revision:", orNone(doc.Revision))
+	t.row("Message:", orNone(doc.Message))
 	if len(doc.PendingCommands) > 0 {
 		var cmds []string
 		for _, k := range sortedKeys(doc.PendingCommands) {
 			cmds = append(cmds, k+"="+doc.PendingCommands[k])
 		}
-		row(t, "Pending:", strings.Join(cmds, ", ")+"   (not yet acted on by the controller)")
+		t.row("Pending:", strings.Join(cmds, ", ")+"   (not yet acted on by the controller)")
 	}
 	if doc.Verdicts.Last != "" {
-		row(t, "Verdicts:", fmt.Sprintf("last %s; this stage %d passed, %d failed in a row, %d without metrics in a row",
+		t.row("Verdicts:", fmt.Sprintf("last %s; this stage %d passed, %d failed in a row, %d without metrics in a row",
 			doc.Verdicts.Last, doc.Verdicts.Passes, doc.Verdicts.Failures, doc.Verdicts.Outages))
 	}
 	if a := doc.Analysis; a != nil {
-		row(t, "Analysis:", fmt.Sprintf("%s %s, over %s: canary %s requests, stable %s requests",
+		t.row("Analysis:", fmt.Sprintf("%s %s, over %s: canary %s requests, stable %s requests",
 			a.Verdict, ago(a.At, now), roundDuration(time.Duration(a.WindowSeconds*float64(time.Second))),
 			formatCount(a.CanaryRequests), formatCount(a.StableRequests)))
 		if a.Message != "" {
-			row(t, "", a.Message)
+			t.row("", a.Message)
 		}
 	}
 	for _, warning := range doc.Warnings {
-		row(t, "Warning:", warning)
+		t.row("Warning:", warning)
 	}
-	_ = t.Flush()
+	t.flush()
 
 	if a := doc.Analysis; a != nil && len(a.Checks) > 0 {
-		fmt.Fprintln(w)
-		renderChecks(w, a.Checks)
+		p.println()
+		checksTo(p, a.Checks)
 	}
 	if len(doc.History) > 0 {
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Recent releases:")
+		p.println()
+		p.println("Recent releases:")
 		h := doc.History
 		if len(h) > historyShown {
 			h = h[len(h)-historyShown:]
 		}
-		renderHistory(w, h, now, false)
+		historyTo(p, h, now, false)
 	}
 }
 
@@ -352,23 +363,29 @@ func stageLine(doc statusDoc) string {
 	return s
 }
 
-// renderChecks prints the last analysis' checks as a table.
-func renderChecks(w io.Writer, checks []status.Check) {
-	t := newTable(w)
-	row(t, "METRIC", "CANARY", "STABLE", "BOUND", "THRESHOLD", "VERDICT")
+// checksTo prints the last analysis' checks as a table.
+func checksTo(p *printer, checks []status.Check) {
+	t := p.table()
+	t.row("METRIC", "CANARY", "STABLE", "BOUND", "THRESHOLD", "VERDICT")
 	for _, c := range checks {
-		row(t, c.Metric, formatMetric(c.Metric, c.Canary), formatMetric(c.Metric, c.Stable), orNone(c.Bound), orNone(c.Threshold), c.Verdict)
+		t.row(c.Metric, formatMetric(c.Metric, c.Canary), formatMetric(c.Metric, c.Stable), orNone(c.Bound), orNone(c.Threshold), c.Verdict)
 	}
-	_ = t.Flush()
+	t.flush()
 }
 
 // renderHistory prints releases, oldest first as in the annotation.
-func renderHistory(w io.Writer, releases []status.Release, now time.Time, wide bool) {
-	t := newTable(w)
+func renderHistory(w io.Writer, releases []status.Release, now time.Time, wide bool) error {
+	p := newPrinter(w)
+	historyTo(p, releases, now, wide)
+	return p.err
+}
+
+func historyTo(p *printer, releases []status.Release, now time.Time, wide bool) {
+	t := p.table()
 	if wide {
-		row(t, "STARTED", "DURATION", "REVISION", "IMAGES", "STAGES", "RESULT", "DECIDED BY", "REASON")
+		t.row("STARTED", "DURATION", "REVISION", "IMAGES", "STAGES", "RESULT", "DECIDED BY", "REASON")
 	} else {
-		row(t, "FINISHED", "REVISION", "STAGES", "RESULT", "DECIDED BY", "REASON")
+		t.row("FINISHED", "REVISION", "STAGES", "RESULT", "DECIDED BY", "REASON")
 	}
 	for _, r := range releases {
 		if wide {
@@ -376,11 +393,11 @@ func renderHistory(w io.Writer, releases []status.Release, now time.Time, wide b
 			if !r.Started.IsZero() && !r.Finished.IsZero() {
 				took = roundDuration(r.Finished.Sub(r.Started))
 			}
-			row(t, ago(r.Started, now), took, orNone(r.Revision), orNone(strings.Join(r.Images, ",")),
+			t.row(ago(r.Started, now), took, orNone(r.Revision), orNone(strings.Join(r.Images, ",")),
 				orNone(r.StagesReached), orNone(r.Result), orNone(r.DecidedBy), orNone(r.Reason))
 			continue
 		}
-		row(t, ago(r.Finished, now), orNone(r.Revision), orNone(r.StagesReached), orNone(r.Result), orNone(r.DecidedBy), orNone(r.Reason))
+		t.row(ago(r.Finished, now), orNone(r.Revision), orNone(r.StagesReached), orNone(r.Result), orNone(r.DecidedBy), orNone(r.Reason))
 	}
-	_ = t.Flush()
+	t.flush()
 }

@@ -22,7 +22,9 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/gates"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
+	"github.com/meshcanary/meshcanary/pkg/notify"
 	"github.com/meshcanary/meshcanary/pkg/policy"
 )
 
@@ -41,6 +43,12 @@ func DestinationRuleGVR() schema.GroupVersionResource {
 // Analyzer answers one analysis request; *metrics.Analyzer implements it.
 type Analyzer interface {
 	Analyze(ctx context.Context, req metrics.Request) (metrics.Result, error)
+}
+
+// Notifier sends rollout events to people; *notify.Dispatcher implements
+// it. Notify must never block.
+type Notifier interface {
+	Notify(routes []policy.NotifyRoute, m notify.Message)
 }
 
 // Config holds the controller's dependencies; New takes them all, so tests
@@ -64,6 +72,17 @@ type Config struct {
 	// HistoryLimit is how many finished releases each Deployment keeps in
 	// its meshcanary.io/history annotation.
 	HistoryLimit int
+	// Notifier is optional: without it events are only Kubernetes Events.
+	Notifier Notifier
+	// Gates runs webhook gates; required only by policies that have them.
+	Gates GateRunner
+}
+
+// GateRunner runs webhook gates off the reconcile path; *gates.Runner
+// implements it.
+type GateRunner interface {
+	Ensure(req gates.Request) gates.Result
+	Forget(prefix string)
 }
 
 // Controller reconciles opted-in Deployments.
@@ -238,6 +257,9 @@ func (c *Controller) enqueueIndexed(index, value string) {
 		}
 	}
 }
+
+// Enqueue wakes one rollout by its namespace/name key (a gate finished).
+func (c *Controller) Enqueue(key string) { c.queue.Add(key) }
 
 // EnqueueAll wakes every opted-in Deployment, after a policy reload.
 func (c *Controller) EnqueueAll() {

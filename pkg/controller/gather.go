@@ -72,7 +72,11 @@ func (c *Controller) resolve(d *appsv1.Deployment) (*target, error) {
 		return t, invalidf("annotation %s: policy %q not found (known: %s)%s", annotations.Policy, spec.Policy, strings.Join(c.cfg.Policies.Names(), ", "), why)
 	}
 	t.policy = pol
-	t.plan = buildPlan(pol, spec, c.cfg.ProgressDeadline)
+	plan, err := buildPlan(pol, spec, c.cfg.ProgressDeadline)
+	if err != nil {
+		return t, invalidf("policy %q: %v", pol.Name, err)
+	}
+	t.plan = plan
 
 	canary, err := c.getDeployment(d.Namespace, spec.Canary)
 	if err != nil {
@@ -183,22 +187,63 @@ func podsMatch(d *appsv1.Deployment, subset map[string]string, name string) erro
 }
 
 // buildPlan resolves the policy and the annotation overrides into the
-// stages the core walks.
-func buildPlan(p policy.Policy, spec annotations.Spec, deadline time.Duration) stages.Plan {
+// plan the core walks. Blue/green is a plan too: one stage at 100% whose
+// canary (green) is stable's full size, so one decision core serves both
+// strategies.
+func buildPlan(p policy.Policy, spec annotations.Spec, deadline time.Duration) (stages.Plan, error) {
 	plan := stages.Plan{
 		Interval:         p.Interval.Duration,
 		FailureLimit:     p.FailureLimit,
 		OutageLimit:      p.MetricsOutageLimit,
 		ProgressDeadline: deadline,
+		StuckAfter:       p.StuckAfter.Duration,
 	}
-	for _, s := range effectiveStages(p, spec) {
-		step := stages.Step{Weight: s.Weight, Duration: s.Duration.Duration}
-		if s.CanaryReplicas != nil {
-			step.CanaryReplicas = *s.CanaryReplicas
+	if p.Strategy == policy.StrategyBlueGreen {
+		plan.Steps = []stages.Step{{Weight: 100, Duration: p.Monitor.Duration}}
+	} else {
+		for _, s := range effectiveStages(p, spec) {
+			step := stages.Step{Weight: s.Weight, Duration: s.Duration.Duration}
+			if s.CanaryReplicas != nil {
+				step.CanaryReplicas = *s.CanaryReplicas
+			}
+			plan.Steps = append(plan.Steps, step)
 		}
-		plan.Steps = append(plan.Steps, step)
 	}
-	return plan
+	var err error
+	if plan.Window, err = schedule(p.Window, "window"); err != nil {
+		return plan, err
+	}
+	if plan.StartAt, err = schedule(p.StartAt, "startAt"); err != nil {
+		return plan, err
+	}
+	for i, f := range p.Freeze {
+		sch, err := schedule(f, fmt.Sprintf("freeze[%d]", i))
+		if err != nil {
+			return plan, err
+		}
+		plan.Freeze = append(plan.Freeze, sch)
+	}
+	for _, g := range p.Gates {
+		plan.Gates = append(plan.Gates, stages.Gate{
+			Name: g.Name, Type: stages.GateType(g.Type), Stage: g.Stage - 1, Hold: g.OnFailure == policy.OnFailureHold,
+		})
+	}
+	for _, r := range p.Rules {
+		plan.Rules = append(plan.Rules, stages.Rule{Name: r.Name, For: r.For.Duration, Action: stages.RuleAction(r.Action), Notify: r.Notify})
+	}
+	return plan, nil
+}
+
+// schedule parses an optional cron schedule; nil when not set.
+func schedule(spec, field string) (stages.Schedule, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	s, err := policy.ParseSchedule(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return s, nil
 }
 
 // effectiveStages applies meshcanary.io/stages and stage-duration. When the
@@ -295,7 +340,7 @@ func commandsOf(d *appsv1.Deployment) (stages.Commands, error) {
 	if err != nil {
 		return stages.Commands{}, invalidf("Deployment %s/%s: %v", d.Namespace, d.Name, err)
 	}
-	return stages.Commands{Rollback: cmd.Rollback, Promote: cmd.Promote, Pause: cmd.Pause}, nil
+	return stages.Commands{Rollback: cmd.Rollback, Promote: cmd.Promote, Pause: cmd.Pause, Approve: cmd.Approve}, nil
 }
 
 func isInvalid(err error) (string, bool) {

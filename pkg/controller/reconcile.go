@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,7 +20,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/gates"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
+	"github.com/meshcanary/meshcanary/pkg/notify"
+	"github.com/meshcanary/meshcanary/pkg/policy"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/pkg/virtualservice"
@@ -94,12 +99,14 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		obs.Stable = workload(t.stable, t.stableRev)
 		obs.Canary = workload(t.canary, t.canaryRev)
 		obs.Weight = t.weight
+		obs.Gates = c.gateResults(t, st)
 		if due, window := stages.AnalysisDue(st, t.plan, now); due {
 			a, res, invalid := c.analyse(ctx, t, st, window, now)
 			if invalid != "" {
 				obs.Invalid = invalid
 			} else {
 				obs.Analysis = &a
+				obs.Rules = c.ruleHits(t, res)
 			}
 			if res != nil {
 				detail := status.FromResult(*res, now)
@@ -111,6 +118,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	dec := stages.Decide(obs, st, now)
 	if err := c.act(ctx, t, obs, st, dec, published, log); err != nil {
 		return 0, err
+	}
+	for _, run := range dec.RunGates {
+		c.ensureGate(t, dec.State, run)
+	}
+	if releaseEnded(st, dec.State) && c.cfg.Gates != nil {
+		c.cfg.Gates.Forget(key + "/")
 	}
 	c.publish(t, st, dec.State)
 	return dec.RequeueAfter, nil
@@ -132,6 +145,7 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 		Checks:      stageChecks(t.policy, t.spec, st.Stage),
 		Metrics:     t.policy.Metrics,
 		MinRequests: t.policy.MinRequests,
+		Observe:     ruleMetrics(t.policy),
 	}
 	res, err := c.cfg.Analyzer.Analyze(ctx, req)
 	if err == nil && res.Verdict == metrics.VerdictInconclusive && res.CanaryRequests < float64(req.MinRequests) {
@@ -207,8 +221,38 @@ func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation,
 		}
 		c.cfg.Recorder.Event(t.stable, typ, e.Reason, e.Message)
 		ev.Str("reason", e.Reason).Msg(e.Message)
+		c.notify(t, dec, analysis, e)
 	}
 	return nil
+}
+
+// notify hands an event to the notifier, routed by the policy's notify
+// list plus the channels a rule names. It never blocks.
+func (c *Controller) notify(t *target, dec stages.Decision, analysis *status.Analysis, e stages.Event) {
+	if c.cfg.Notifier == nil {
+		return
+	}
+	kind, ok := notify.KindForReason(e.Reason)
+	if !ok {
+		return
+	}
+	m := notify.Message{
+		Kind: kind, Namespace: t.stable.Namespace, Deployment: t.stable.Name,
+		Revision: dec.State.Revision, Stage: stages.StageLabel(dec.State, t.plan),
+		CanaryWeight: dec.State.Weight, Reason: e.Reason, Text: e.Message,
+		DecidedBy: dec.State.DecidedBy, Page: e.Page, Resolve: e.Resolve, At: c.cfg.Clock.Now(),
+	}
+	if t.canary != nil {
+		m.Images = status.Images(t.canary)
+	}
+	if analysis != nil {
+		m.Checks = notify.ChecksFromStatus(analysis.Checks)
+	}
+	routes := t.policy.Notify
+	for _, ch := range e.Notify {
+		routes = append(routes, policy.NotifyRoute{On: []string{string(kind)}, To: ch})
+	}
+	c.cfg.Notifier.Notify(routes, m)
 }
 
 // writeWeight patches only the two managed weights. The patch's test
@@ -340,6 +384,7 @@ func (c *Controller) persist(ctx context.Context, t *target, obs stages.Observat
 		annotations.Rollback: dec.Consumed.Rollback,
 		annotations.Promote:  dec.Consumed.Promote,
 		annotations.Pause:    dec.Consumed.Pause,
+		annotations.Approve:  dec.Consumed.Approve,
 	}
 	anyConsumed := false
 	for k, yes := range consumed {
@@ -347,6 +392,13 @@ func (c *Controller) persist(ctx context.Context, t *target, obs stages.Observat
 			want[k] = nil
 			anyConsumed = true
 		}
+	}
+	if dec.SetPause && d.Annotations[annotations.Pause] != "true" {
+		// A rule paused the rollout; a person resumes it by removing the
+		// annotation, exactly as after their own pause.
+		v := "true"
+		want[annotations.Pause] = &v
+		anyConsumed = true
 	}
 	if len(want) == 0 {
 		return nil
@@ -390,4 +442,111 @@ func (c *Controller) publish(t *target, before, after stages.State) {
 // invalid configuration is not counted again.
 func releaseEnded(before, after stages.State) bool {
 	return !after.Finished.IsZero() && !after.Finished.Equal(before.Finished)
+}
+
+// ruleMetrics lists the metrics the policy's rules look at.
+func ruleMetrics(p policy.Policy) []string {
+	var out []string
+	for _, r := range p.Rules {
+		if cond, err := policy.ParseCondition(r.When); err == nil && !slices.Contains(out, cond.Metric) {
+			out = append(out, cond.Metric)
+		}
+	}
+	return out
+}
+
+// ruleHits evaluates the rules' conditions on the canary's values over the
+// analysed window. A canary that served fewer than minRequests does not
+// make a condition hold: a lone error is not a sustained error rate.
+func (c *Controller) ruleHits(t *target, res *metrics.Result) []stages.RuleHit {
+	if res == nil {
+		return nil
+	}
+	var hits []stages.RuleHit
+	for _, r := range t.policy.Rules {
+		cond, err := policy.ParseCondition(r.When)
+		if err != nil {
+			continue
+		}
+		o, ok := res.Observed[cond.Metric]
+		held := ok && o.CanaryRequests >= float64(t.policy.MinRequests) && cond.Holds(o.Canary)
+		hits = append(hits, stages.RuleHit{Name: r.Name, Held: held,
+			Message: fmt.Sprintf("%s (canary %s)", cond, formatObserved(cond.Metric, o.Canary))})
+	}
+	return hits
+}
+
+func formatObserved(metric string, v float64) string {
+	switch {
+	case strings.HasPrefix(metric, "latency-"):
+		return time.Duration(v * float64(time.Second)).Round(time.Millisecond).String()
+	case metric == policy.MetricErrorRate || metric == policy.MetricSuccessRate:
+		return strconv.FormatFloat(v*100, 'f', 2, 64) + "%"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// gateKey names one gate run: a new attempt or revision is a new run.
+func gateKey(t *target, gate, revision string, attempt int) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%d", t.stable.Namespace, t.stable.Name, gate, revision, attempt)
+}
+
+// gateResults reports the runs the recorded state asked for. Asking the
+// runner again is idempotent; after a restart it reruns a gate whose result
+// was lost with the old process.
+func (c *Controller) gateResults(t *target, st stages.State) map[string]stages.GateResult {
+	// Only a release in flight waits for gates; a finished one's runs were
+	// forgotten and must not start again.
+	if c.cfg.Gates == nil || len(st.Gates) == 0 || !st.Phase.Active() {
+		return nil
+	}
+	out := map[string]stages.GateResult{}
+	for name, gs := range st.Gates {
+		if gs.Passed || !gs.FailedAt.IsZero() || gs.Attempt == 0 {
+			continue
+		}
+		if res, ok := c.runGate(t, st, name, gs.Attempt); ok {
+			out[name] = res
+		}
+	}
+	return out
+}
+
+func (c *Controller) ensureGate(t *target, st stages.State, run stages.GateRun) {
+	if c.cfg.Gates != nil {
+		c.runGate(t, st, run.Name, run.Attempt)
+	}
+}
+
+func (c *Controller) runGate(t *target, st stages.State, name string, attempt int) (stages.GateResult, bool) {
+	var g *policy.Gate
+	for i := range t.policy.Gates {
+		if t.policy.Gates[i].Name == name {
+			g = &t.policy.Gates[i]
+		}
+	}
+	if g == nil || g.URL == "" {
+		return stages.GateResult{}, false
+	}
+	req := gates.Request{
+		Key:     gateKey(t, name, st.Revision, attempt),
+		Rollout: t.stable.Namespace + "/" + t.stable.Name,
+		URL:     g.URL,
+		Timeout: g.Timeout.Duration,
+		Retries: g.RetriesOrDefault(),
+		Body: gates.Body{
+			Version: gates.BodyVersion, Gate: name, Type: g.Type,
+			Namespace: t.stable.Namespace, Deployment: t.stable.Name, Canary: t.canary.Name,
+			Revision: st.Revision, Stage: st.Stage + 1, Stages: len(t.plan.Steps), CanaryWeight: st.Weight,
+			Images: status.Images(t.canary), Attempt: attempt,
+		},
+	}
+	res := c.cfg.Gates.Ensure(req)
+	switch res.Status {
+	case gates.Passed:
+		return stages.GateResult{Status: stages.GatePassed, Message: res.Message}, true
+	case gates.Failed:
+		return stages.GateResult{Status: stages.GateFailed, Message: res.Message}, true
+	}
+	return stages.GateResult{Status: stages.GateRunning, Message: res.Message}, true
 }

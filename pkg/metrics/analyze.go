@@ -29,6 +29,19 @@ type Request struct {
 	Checks      []policy.Check
 	Metrics     map[string]policy.MetricQuery
 	MinRequests int
+	// Observe names metrics to measure without judging them (rules'
+	// conditions); their values come back in Result.Observed.
+	Observe []string
+}
+
+// planned is every metric the request needs values for: the checks'
+// and the observed ones.
+func (req Request) planned() []policy.Check {
+	all := append([]policy.Check(nil), req.Checks...)
+	for _, m := range req.Observe {
+		all = append(all, policy.Check{Metric: m})
+	}
+	return all
 }
 
 // Analyzer runs a window's queries against Prometheus and evaluates them.
@@ -114,13 +127,23 @@ func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 	}
 	for _, smp := range []*Sample{&s.Canary, &s.Stable} {
 		h := sortedHistogram(smp.Latency)
-		for _, c := range req.Checks {
+		for _, c := range req.planned() {
 			if q, ok := latencyQuantile(c.Metric); ok && len(h) > 0 {
 				smp.Values[c.Metric] = h.quantile(q)
 			}
 		}
 	}
-	return Evaluate(s, req.Checks, req.MinRequests), nil
+	res := Evaluate(s, req.Checks, req.MinRequests)
+	if len(req.Observe) > 0 {
+		res.Observed = map[string]Observed{}
+		for _, m := range req.Observe {
+			res.Observed[m] = Observed{
+				Canary: value(s.Canary, m, s.Window), Stable: value(s.Stable, m, s.Window),
+				CanaryRequests: s.Canary.Requests,
+			}
+		}
+	}
+	return res, nil
 }
 
 // isQueryFault reports whether Prometheus rejected the query itself: bad_data

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -76,6 +79,29 @@ func workload(name, value string) series {
 	return series{labels: map[string]string{namespaceLabel: "shop", workloadLabel: name}, value: value}
 }
 
+// bucketSeries is the answer's part for one version that served requests
+// taking latenciesMs: one sample per Istio default bucket, labelled with
+// its le in milliseconds as Istio reports it.
+func bucketSeries(name string, latenciesMs ...[]float64) []series {
+	return bucketSeriesIn("shop", name, latenciesMs...)
+}
+
+func bucketSeriesIn(namespace, name string, latenciesMs ...[]float64) []series {
+	counts := istioCounts(slices.Concat(latenciesMs...))
+	out := make([]series, len(counts))
+	for i, c := range counts {
+		le := strconv.FormatFloat(istioBucketsMs[i], 'f', -1, 64)
+		if math.IsInf(istioBucketsMs[i], 1) {
+			le = "+Inf"
+		}
+		out[i] = series{
+			labels: map[string]string{namespaceLabel: namespace, workloadLabel: name, "le": le},
+			value:  strconv.FormatFloat(c, 'f', -1, 64),
+		}
+	}
+	return out
+}
+
 func vector(ss ...series) answer {
 	result := make([]map[string]any, 0, len(ss))
 	for _, s := range ss {
@@ -115,7 +141,7 @@ func newAnalyzer(t *testing.T, answers map[string]answer) (*Analyzer, *fakeProm)
 const (
 	qRequests    = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[60s]))`
 	qErrors      = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary",response_code=~"5.."}[60s]))`
-	qP95         = `histogram_quantile(0.95, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[60s])))`
+	qBuckets     = `sum by (le, destination_workload_namespace, destination_workload) (increase(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[60s]))`
 	qApdexStable = `sum(rate(apdex_good{app="checkout"}[60s])) / sum(rate(apdex_total{app="checkout"}[60s]))`
 	qApdexCanary = `sum(rate(apdex_good{app="checkout-canary"}[60s])) / sum(rate(apdex_total{app="checkout-canary"}[60s]))`
 )
@@ -146,7 +172,16 @@ func TestAnalyzeReadsBothVersionsFromOneAnswer(t *testing.T) {
 			series{labels: map[string]string{namespaceLabel: "other", workloadLabel: "checkout"}, value: "5"},
 		),
 		qErrors: vector(workload("checkout", "6"), workload("checkout-canary", "30")),
-		qP95:    vector(workload("checkout", "100"), workload("checkout-canary", "130")),
+		// Stable: 5400 up to 50ms, 5700 up to 100ms, so p95 = 100ms.
+		// Canary: half at 70ms, half at 200ms, so p95 = 100 + 150 ×
+		// 270/300 = 235ms, and 260 of 600 (lower bound 40%) slower than
+		// 1.2 × 100ms. The other namespace's slow histogram, if it leaked
+		// into stable's, would move stable's p95.
+		qBuckets: vector(slices.Concat(
+			bucketSeries("checkout", repeat(5400, 30), repeat(300, 70), repeat(300, 150)),
+			bucketSeries("checkout-canary", repeat(300, 70), repeat(300, 200)),
+			bucketSeriesIn("other", "checkout", repeat(5, 5000)),
+		)...),
 	})
 	got, err := a.Analyze(context.Background(), request(
 		policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
@@ -162,7 +197,7 @@ func TestAnalyzeReadsBothVersionsFromOneAnswer(t *testing.T) {
 	if got.Verdict != VerdictFail {
 		t.Errorf("verdict = %s, want Fail", got.Verdict)
 	}
-	const msg = "error-rate canary 5% (95% lower bound 3.73%) > max 1% (stable 0.1%); latency-p95 canary 130ms is 1.3x stable 100ms > maxRatio 1.2x"
+	const msg = "error-rate canary 5% (95% lower bound 3.73%) > max 1% (stable 0.1%); latency-p95 canary 235ms is 2.35x stable 100ms > maxRatio 1.2x"
 	if got.Message != msg {
 		t.Errorf("message:\n got %q\nwant %q", got.Message, msg)
 	}
@@ -178,7 +213,7 @@ func TestAnalyzeWithoutDataIsInconclusiveNotAnError(t *testing.T) {
 	a, _ := newAnalyzer(t, map[string]answer{
 		qRequests: vector(),
 		qErrors:   vector(),
-		qP95:      vector(),
+		qBuckets:  vector(),
 	})
 	got, err := a.Analyze(context.Background(), request(
 		policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
@@ -196,7 +231,8 @@ func TestAnalyzeCanaryAtFullTrafficWithoutStableSeriesPasses(t *testing.T) {
 	a, _ := newAnalyzer(t, map[string]answer{
 		qRequests: vector(workload("checkout-canary", "6000")),
 		qErrors:   vector(),
-		qP95:      vector(workload("checkout-canary", "80")),
+		// 5400 up to 50ms, 5900 up to 100ms: p95 = 50 + 50 × 300/500.
+		qBuckets: vector(bucketSeries("checkout-canary", repeat(5400, 30), repeat(500, 70), repeat(100, 150))...),
 	})
 	got, err := a.Analyze(context.Background(), request(
 		policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01), MaxIncrease: pct("0.5%", 0.005)},
@@ -208,6 +244,74 @@ func TestAnalyzeCanaryAtFullTrafficWithoutStableSeriesPasses(t *testing.T) {
 	const msg = "all 2 checks passed: error-rate canary 0% (stable served no requests), latency-p95 canary 80ms (stable served no requests)"
 	if got.Verdict != VerdictPass || got.Message != msg {
 		t.Errorf("got %s %q, want Pass %q", got.Verdict, got.Message, msg)
+	}
+}
+
+func TestAnalyzeDecidesAllLatencyChecksOnOneBucketQuery(t *testing.T) {
+	// The rollback this replaces: a canary at 1% of traffic whose 20
+	// requests put p95 at 200ms inside the 100–250ms bucket, against
+	// stable's 132ms (see TestEvaluateLatencyOnHistograms).
+	a, f := newAnalyzer(t, map[string]answer{
+		qRequests: vector(workload("checkout", "2000"), workload("checkout-canary", "20")),
+		qBuckets: vector(slices.Concat(
+			bucketSeries("checkout", logNormal(2000, 40, 0.6)),
+			bucketSeries("checkout-canary", logNormal(18, 40, 0.6), []float64{140, 180}),
+		)...),
+	})
+	req := request(
+		policy.Check{Metric: MetricLatencyP50, MaxRatio: ratio(1.5)},
+		policy.Check{Metric: MetricLatencyP95, MaxRatio: ratio(1.5)},
+	)
+	req.MinRequests = 20
+	got, err := a.Analyze(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	if want := []string{qRequests, qBuckets}; !slices.Equal(f.queries, want) {
+		t.Errorf("queries:\n got %q\nwant %q", f.queries, want)
+	}
+	// Canary p50: 4 up to 25ms, 12 up to 50ms, 25 + 25 × 6/8 = 43.75ms.
+	const msg = "all 2 checks passed: latency-p50 canary 44ms (stable 42ms), latency-p95 canary 200ms (stable 132ms)"
+	if got.Verdict != VerdictPass || got.Message != msg {
+		t.Errorf("got %s %q, want Pass %q", got.Verdict, got.Message, msg)
+	}
+	want := []struct{ canary, stable float64 }{
+		{0.04375, 0.025 + 0.025*567/857},
+		{0.2, 0.1324},
+	}
+	for i, w := range want {
+		c := got.Checks[i]
+		if math.Abs(c.Canary-w.canary) > 1e-12 || math.Abs(c.Stable-w.stable) > 1e-12 {
+			t.Errorf("%s = %v/%v, want %v/%v in seconds", c.Metric, c.Canary, c.Stable, w.canary, w.stable)
+		}
+	}
+}
+
+func TestAnalyzeReadsExtrapolatedBucketCounts(t *testing.T) {
+	// increase() extrapolates each bucket on its own: fractional counts,
+	// and a +Inf bucket a little below the 250ms one. le may come in any
+	// order and spelling.
+	bucket := func(le, v string) series {
+		return series{labels: map[string]string{namespaceLabel: "shop", workloadLabel: "checkout-canary", "le": le}, value: v}
+	}
+	a, _ := newAnalyzer(t, map[string]answer{
+		qRequests: vector(workload("checkout", "0"), workload("checkout-canary", "600")),
+		qBuckets: vector(
+			bucket("+Inf", "599.5"),
+			bucket("250", "600.3"),
+			bucket("1e+02", "300.15"),
+			bucket("50", "0"),
+		),
+	})
+	got, err := a.Analyze(context.Background(), request(policy.Check{Metric: MetricLatencyP95, Max: secs("300ms", 0.3)}))
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	// Total 600.3 (raised from 599.5), rank 570.285: 100 + 150 ×
+	// 270.135/300.15 = 235ms.
+	c := got.Checks[0]
+	if math.Abs(c.Canary-0.235) > 1e-9 || c.Verdict != VerdictPass {
+		t.Errorf("got %v %s (%s), want p95 235ms and Pass", c.Canary, c.Verdict, c.Message)
 	}
 }
 
@@ -277,6 +381,19 @@ func TestAnalyzeErrors(t *testing.T) {
 			userError: true,
 			metric:    "pods",
 			contains:  "metric pods: query `count by (pod) (up{app=\"checkout\"})`: returned 2 series, want one",
+		},
+		{
+			name: "a bucket bound that is not a number is not blamed on the user",
+			answers: map[string]answer{
+				qRequests: requests,
+				qBuckets: vector(series{
+					labels: map[string]string{namespaceLabel: "shop", workloadLabel: "checkout", "le": "fast"},
+					value:  "1",
+				}),
+			},
+			check:    policy.Check{Metric: MetricLatencyP95, Max: secs("300ms", 0.3)},
+			metric:   MetricLatencyP95,
+			contains: `bucket bound "fast"`,
 		},
 		{
 			name:      "a custom template that cannot be executed is a user error and sends no query for it",

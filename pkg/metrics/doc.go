@@ -21,8 +21,12 @@
 //     since minRequests needs it.
 //   - 5xx: the same with response_code=~"5..", run only for error-rate and
 //     success-rate.
-//   - latency-p50, -p95, -p99: histogram_quantile over
-//     istio_request_duration_milliseconds_bucket, converted to seconds.
+//   - latency-p50, -p95, -p99: one query for all of them,
+//     increase(istio_request_duration_milliseconds_bucket) summed by le,
+//     read back as each version's histogram in seconds. The quantiles are
+//     computed from it as histogram_quantile would (linear interpolation
+//     inside a bucket, 0 as the first bucket's lower bound, the highest
+//     finite bound for a rank in the +Inf bucket).
 //   - error-rate is 5xx/requests, success-rate 1 − error-rate, request-rate
 //     requests per second of the rendered window.
 //
@@ -37,7 +41,8 @@
 // absent request or 5xx series counts as zero rather than as an error. That is
 // what makes a canary at 100% (stable scaled away, its series gone stale)
 // look like "stable served zero requests". Other empty answers (a latency
-// quantile, a custom metric) are "no data" (NaN), never an error.
+// histogram without requests, a custom metric) are "no data" (NaN), never an
+// error.
 //
 // # Errors
 //
@@ -74,6 +79,20 @@
 // requests is thus noise, while 25 among 500 is a regression. Because the
 // bounds are always at least as lenient as the point estimates, a failure
 // message stated in point estimates is always true.
+//
+// Latencies are decided the same way, on the canary's histogram: its pQ
+// exceeds T when more than 1 − Q of its requests were slower than T, which
+// fails only if the Wilson lower bound of that share (the requests slower
+// than T interpolated inside T's bucket) exceeds 1 − Q. T is max itself,
+// stable's point quantile × maxRatio, or stable's point quantile +
+// maxIncrease. min fails only if the Wilson upper bound of the share slower
+// than min is below 1 − Q, that is when the canary is clearly faster than
+// min. A handful of requests interpolated inside one of Istio's coarse
+// buckets (100–250 ms, 250–500 ms) thus cannot roll a canary back at 1% of
+// traffic, while a clear shift fails even on twenty requests. Messages
+// still state the point quantiles, and stay true for the same reason as
+// for shares. Without a histogram (Values set directly) the point
+// quantiles are compared.
 //
 // A check whose canary value is missing is Inconclusive. The window Fails if
 // any check Failed, is Inconclusive if any check was, and Passes otherwise.

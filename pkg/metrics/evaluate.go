@@ -70,6 +70,15 @@ type Result struct {
 	// Message is one line for humans: the failing checks, why the window is
 	// inconclusive, or what passed.
 	Message string
+	// Observed holds the values of Request.Observe's metrics.
+	Observed map[string]Observed
+}
+
+// Observed is a metric measured for both versions without a verdict.
+type Observed struct {
+	Canary, Stable float64
+	// CanaryRequests says how much traffic stands behind the canary's value.
+	CanaryRequests float64
 }
 
 // Threshold is one bound of one check in the metric's base unit.

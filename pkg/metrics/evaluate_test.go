@@ -23,7 +23,8 @@ func num(raw string, n float64) *policy.Value {
 func ratio(r float64) *float64 { return &r }
 
 // served is a version that served requests, of which errors were 5xx, with
-// other metrics given as name, value pairs.
+// other metrics given as name, value pairs. It has no latency histogram, so
+// latency checks on it compare the point estimates; see timed for one with.
 func served(requests, errors float64, values ...any) Sample {
 	s := Sample{Requests: requests, Errors: errors, Values: map[string]float64{}}
 	for i := 0; i < len(values); i += 2 {
@@ -400,6 +401,223 @@ func TestEvaluate(t *testing.T) {
 				t.Errorf("Window = %v, want %v", got.Window, window)
 			}
 		})
+	}
+}
+
+func TestEvaluateLatencyOnHistograms(t *testing.T) {
+	// Stable: 2000 requests, log-normal with median 40ms and sigma 0.6.
+	// Istio's buckets count 433 up to 25ms, 1290 up to 50ms, 1873 up to
+	// 100ms, 1998 up to 250ms and all 2000 up to 500ms, so
+	//   p50 = 25 + 25 × (1000 − 433)/(1290 − 433)   = 41.54ms,
+	//   p95 = 100 + 150 × (1900 − 1873)/(1998 − 1873) = 132.4ms.
+	stable := timed(logNormal(2000, 40, 0.6))
+	p95 := func(v policy.Check) policy.Check { v.Metric = MetricLatencyP95; return v }
+	p50 := func(v policy.Check) policy.Check { v.Metric = MetricLatencyP50; return v }
+	tests := []struct {
+		name        string
+		canary      Sample
+		check       policy.Check
+		minRequests int
+		verdict     Verdict
+		bound       string
+		message     string
+	}{
+		{
+			// 18 requests from stable's distribution (one of them at
+			// 126ms) and two more at 140ms and 180ms: 17 up to 100ms and 3
+			// in (100ms, 250ms], so p95 = 100 + 150 × 2/3 = 200ms, 1.51×
+			// stable's 132.4ms. Requests slower than 1.5 × 132.4 = 198.6ms
+			// are 20 − (17 + 3 × 98.6/150) = 1.03 of 20, whose Wilson
+			// lower bound 0.012 is far below 5%.
+			name:        "a healthy canary with twenty requests is not rolled back because its p95 lands higher inside the same bucket as stable's",
+			canary:      timed(logNormal(18, 40, 0.6), []float64{140, 180}),
+			check:       p95(policy.Check{MaxRatio: ratio(1.5)}),
+			minRequests: 20,
+			verdict:     VerdictPass,
+			bound:       BoundMaxRatio,
+			message:     "1 check passed: latency-p95 canary 200ms (stable 132ms)",
+		},
+		{
+			// Median 250ms: 1 request up to 100ms, 10 up to 250ms, 18 up
+			// to 500ms, 20 up to 1s; p95 = 500 + 500 × 1/2 = 750ms.
+			// Slower than 198.6ms: 20 − (1 + 9 × 98.6/150) = 13.08 of 20,
+			// Wilson lower bound 0.47 > 5%.
+			name:        "a canary whose latency moved from 40ms to 250ms fails maxRatio with the numbers in the message",
+			canary:      timed(logNormal(20, 250, 0.6)),
+			check:       p95(policy.Check{MaxRatio: ratio(1.5)}),
+			minRequests: 20,
+			verdict:     VerdictFail,
+			bound:       BoundMaxRatio,
+			message:     "latency-p95 canary 750ms is 5.665x stable 132ms > maxRatio 1.5x",
+		},
+		{
+			// Median 200ms: 129 up to 250ms, 187 up to 500ms, 199 up to
+			// 1s; p95 = 500 + 500 × 3/12 = 625ms. Slower than 300ms:
+			// 200 − (129 + 58 × 50/250) = 59.4 of 200, lower bound 0.25.
+			name:        "a canary whose p95 is clearly above max fails max",
+			canary:      timed(logNormal(200, 200, 0.6)),
+			check:       p95(policy.Check{Max: secs("300ms", 0.3)}),
+			minRequests: 50,
+			verdict:     VerdictFail,
+			bound:       BoundMax,
+			message:     "latency-p95 canary 625ms > max 300ms (stable 132ms)",
+		},
+		{
+			// 94 fast requests (all under 250ms) and 6 at 600ms: p95 =
+			// 500 + 500 × 1/6 = 583ms is above max, but 6 of 100 slower
+			// than 300ms has a Wilson lower bound of 0.031 < 5%.
+			name:        "a few slow requests among many fast ones do not fail max",
+			canary:      timed(logNormal(94, 40, 0.6), repeat(6, 600)),
+			check:       p95(policy.Check{Max: secs("300ms", 0.3)}),
+			minRequests: 50,
+			verdict:     VerdictPass,
+			bound:       BoundMax,
+			message:     "1 check passed: latency-p95 canary 583ms (stable 132ms)",
+		},
+		{
+			// The same 6% twenty times over: 1878 up to 250ms and 2 of
+			// the fast ones in (250ms, 500ms], so 2000 − (1878 + 2 × 50/250)
+			// = 121.6 slower than 300ms, Wilson lower bound 0.0526 > 5%.
+			name:        "the same share of slow requests among two thousand fails max",
+			canary:      timed(logNormal(1880, 40, 0.6), repeat(120, 600)),
+			check:       p95(policy.Check{Max: secs("300ms", 0.3)}),
+			minRequests: 50,
+			verdict:     VerdictFail,
+			bound:       BoundMax,
+			message:     "latency-p95 canary 583ms > max 300ms (stable 132ms)",
+		},
+		{
+			// A canary answering from an empty cache: 500 requests around
+			// 0.4ms, 386 of them up to 0.5ms, so p50 = 0.5 × 250/386 =
+			// 324µs. None is slower than 5ms; the Wilson upper bound of
+			// 0 of 500 is 0.0054 < 50%.
+			name:        "min on a latency fails when the canary is clearly faster than min",
+			canary:      timed(logNormal(500, 0.4, 0.3)),
+			check:       p50(policy.Check{Min: secs("5ms", 0.005)}),
+			minRequests: 50,
+			verdict:     VerdictFail,
+			bound:       BoundMin,
+			message:     "latency-p50 canary 324µs < min 5ms (stable 42ms)",
+		},
+		{
+			// Same on p95: 0 of 500 slower than 5ms, upper bound 0.0054
+			// < 5%. p95 = 0.5 + 0.5 × (475 − 386)/(499 − 386) = 894µs.
+			name:        "min on p95 fails when five hundred requests are all faster than min",
+			canary:      timed(logNormal(500, 0.4, 0.3)),
+			check:       p95(policy.Check{Min: secs("5ms", 0.005)}),
+			minRequests: 50,
+			verdict:     VerdictFail,
+			bound:       BoundMin,
+			message:     "latency-p95 canary 894µs < min 5ms (stable 132ms)",
+		},
+		{
+			// 0 of 20 slower than 5ms has a Wilson upper bound of 0.119:
+			// up to 12% of such a canary's requests could be slower, so
+			// its p95 may well be above 5ms.
+			name:        "min on p95 does not fail on twenty requests all faster than min",
+			canary:      timed(logNormal(20, 0.4, 0.3)),
+			check:       p95(policy.Check{Min: secs("5ms", 0.005)}),
+			minRequests: 20,
+			verdict:     VerdictPass,
+			bound:       BoundMin,
+			message:     "1 check passed: latency-p95 canary 900µs (stable 132ms)",
+		},
+		{
+			name:        "min passes a canary as fast as stable",
+			canary:      timed(logNormal(2000, 40, 0.6)),
+			check:       p95(policy.Check{Min: secs("5ms", 0.005)}),
+			minRequests: 50,
+			verdict:     VerdictPass,
+			bound:       BoundMin,
+			message:     "1 check passed: latency-p95 canary 132ms (stable 132ms)",
+		},
+		{
+			// Median 250ms, 50 requests: 3 up to 100ms, 25 up to 250ms,
+			// so p50 = 250ms. Slower than 41.54 + 100 = 141.54ms:
+			// 50 − (3 + 22 × 41.54/150) = 40.9 of 50, lower bound 0.71 >
+			// 50%.
+			name:        "a canary whose p50 rose far more than maxIncrease fails with both point estimates in the message",
+			canary:      timed(logNormal(50, 250, 0.6)),
+			check:       p50(policy.Check{MaxIncrease: secs("100ms", 0.1)}),
+			minRequests: 20,
+			verdict:     VerdictFail,
+			bound:       BoundMaxIncrease,
+			message:     "latency-p50 canary 250ms > stable 42ms + maxIncrease 100ms",
+		},
+		{
+			// Median 150ms, 20 requests: 5 up to 100ms, 16 up to 250ms, so
+			// p50 = 100 + 150 × 5/11 = 168ms, 127ms above stable. Slower
+			// than 141.54ms: 20 − (5 + 11 × 41.54/150) = 11.95 of 20,
+			// lower bound 0.42 < 50%: not clearly past the bound.
+			name:        "a p50 just past stable plus maxIncrease on twenty requests passes",
+			canary:      timed(logNormal(20, 150, 0.6)),
+			check:       p50(policy.Check{MaxIncrease: secs("100ms", 0.1)}),
+			minRequests: 20,
+			verdict:     VerdictPass,
+			bound:       BoundMaxIncrease,
+			message:     "1 check passed: latency-p50 canary 168ms (stable 42ms)",
+		},
+		{
+			// The 750ms canary's p95 is above max 700ms, but only
+			// 20 − (18 + 2 × 200/500) = 1.2 of its 20 requests were slower
+			// than 700ms (lower bound 0.015 < 5%), so max passes and the
+			// clear maxRatio failure decides.
+			name:        "a point estimate just above max gives way to a clear maxRatio failure",
+			canary:      timed(logNormal(20, 250, 0.6)),
+			check:       p95(policy.Check{Max: secs("700ms", 0.7), MaxRatio: ratio(1.5)}),
+			minRequests: 20,
+			verdict:     VerdictFail,
+			bound:       BoundMaxRatio,
+			message:     "latency-p95 canary 750ms is 5.665x stable 132ms > maxRatio 1.5x",
+		},
+		{
+			// A canary at 60% of traffic, stable at 2000 requests below
+			// minRequests 2100.
+			name:        "relative bounds on a histogram still need enough stable requests",
+			canary:      timed(logNormal(3000, 250, 0.6)),
+			check:       p95(policy.Check{MaxRatio: ratio(1.5)}),
+			minRequests: 2100,
+			verdict:     VerdictInconclusive,
+			message:     "inconclusive: latency-p95 canary 826ms: maxRatio not applicable, stable served 2000 requests < minRequests 2100",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Evaluate(Samples{Canary: tt.canary, Stable: stable, Window: time.Minute}, []policy.Check{tt.check}, tt.minRequests)
+			if got.Verdict != tt.verdict {
+				t.Errorf("verdict = %s, want %s", got.Verdict, tt.verdict)
+			}
+			if got.Message != tt.message {
+				t.Errorf("message:\n got %q\nwant %q", got.Message, tt.message)
+			}
+			c := got.Checks[0]
+			if c.Bound != tt.bound {
+				t.Errorf("bound = %q, want %q", c.Bound, tt.bound)
+			}
+			// The result carries the point estimates, as without a
+			// histogram.
+			if c.Canary != tt.canary.Values[tt.check.Metric] || c.Stable != stable.Values[tt.check.Metric] {
+				t.Errorf("values = %v/%v, want the point quantiles %v/%v", c.Canary, c.Stable,
+					tt.canary.Values[tt.check.Metric], stable.Values[tt.check.Metric])
+			}
+		})
+	}
+}
+
+// The healthy twenty-request canary above is the one that used to be rolled
+// back: the same point estimates without a histogram fail maxRatio 1.5.
+func TestEvaluateLatencyWithoutHistogramComparesPointEstimates(t *testing.T) {
+	stable := timed(logNormal(2000, 40, 0.6))
+	canary := timed(logNormal(18, 40, 0.6), []float64{140, 180})
+	check := []policy.Check{{Metric: MetricLatencyP95, MaxRatio: ratio(1.5)}}
+	if r := Evaluate(Samples{Canary: canary, Stable: stable, Window: time.Minute}, check, 20); r.Verdict != VerdictPass {
+		t.Fatalf("with histograms: %s %q, want Pass", r.Verdict, r.Message)
+	}
+	canary.Latency, stable.Latency = nil, nil
+	got := Evaluate(Samples{Canary: canary, Stable: stable, Window: time.Minute}, check, 20)
+	const msg = "latency-p95 canary 200ms is 1.511x stable 132ms > maxRatio 1.5x"
+	if got.Verdict != VerdictFail || got.Message != msg {
+		t.Errorf("without histograms: %s %q, want Fail %q", got.Verdict, got.Message, msg)
 	}
 }
 

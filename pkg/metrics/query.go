@@ -88,8 +88,8 @@ func Queries(req Request) []string {
 }
 
 // plan lists the queries the checks of req need: the request count always,
-// the 5xx count only for shares, each latency quantile once and each custom
-// metric once per version.
+// the 5xx count only for shares, one bucket query shared by every latency
+// check and each custom metric once per version.
 func plan(req Request) []plannedQuery {
 	window := promDuration(req.Window)
 	sel := selector(req.Namespace, req.Stable, req.Canary)
@@ -99,11 +99,17 @@ func plan(req Request) []plannedQuery {
 		promql: countQuery(sel, window),
 	}}
 	seen := map[string]bool{}
-	for _, c := range req.Checks {
+	for _, c := range req.planned() {
 		m := c.Metric
 		key := m
 		if m == MetricSuccessRate {
 			key = MetricErrorRate // both read the same 5xx count
+		}
+		if _, ok := latencyQuantile(m); ok {
+			// Every latency check reads the same histogram. The key is a
+			// builtin name so that no custom metric (say, one named
+			// "latency") can share it.
+			key = MetricLatencyP50
 		}
 		if seen[key] {
 			continue
@@ -119,11 +125,6 @@ func plan(req Request) []plannedQuery {
 		case m == MetricRequestRate:
 			// Derived from the request count, which is always queried.
 		case isBuiltin(m):
-			// Every latency check reads the same histogram.
-			if seen["latency"] {
-				continue
-			}
-			seen["latency"] = true
 			qs = append(qs, plannedQuery{
 				kind:   kindLatency,
 				metric: m,

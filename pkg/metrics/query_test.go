@@ -28,7 +28,7 @@ func TestQueriesRendersOneQueryPerSeriesForBothVersions(t *testing.T) {
 	want := []string{
 		`sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[30s]))`,
 		`sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary",response_code=~"5.."}[30s]))`,
-		`histogram_quantile(0.95, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[30s])))`,
+		`sum by (le, destination_workload_namespace, destination_workload) (increase(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="shop",destination_workload=~"checkout|checkout-canary"}[30s]))`,
 		`sum(rate(apdex_good{namespace="shop",app="checkout"}[30s])) / sum(rate(apdex_total{namespace="shop",app="checkout"}[30s]))`,
 		`sum(rate(apdex_good{namespace="shop",app="checkout-canary"}[30s])) / sum(rate(apdex_total{namespace="shop",app="checkout-canary"}[30s]))`,
 	}
@@ -39,8 +39,7 @@ func TestQueriesRunsOnlyWhatTheChecksNeed(t *testing.T) {
 	const (
 		requests = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s]))`
 		errors   = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b",response_code=~"5.."}[60s]))`
-		p50      = `histogram_quantile(0.5, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s])))`
-		p99      = `histogram_quantile(0.99, sum by (le, destination_workload_namespace, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s])))`
+		buckets  = `sum by (le, destination_workload_namespace, destination_workload) (increase(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s]))`
 	)
 	tests := []struct {
 		name   string
@@ -65,18 +64,58 @@ func TestQueriesRunsOnlyWhatTheChecksNeed(t *testing.T) {
 			want: []string{requests, errors},
 		},
 		{
-			name: "a latency checked twice is queried once, in check order",
+			name: "all latency checks, of any quantile and however often, share one bucket query",
 			checks: []policy.Check{
 				{Metric: MetricLatencyP99, Max: secs("1s", 1)},
 				{Metric: MetricLatencyP50, Max: secs("100ms", 0.1)},
+				{Metric: MetricLatencyP95, MaxRatio: ratio(1.5)},
 				{Metric: MetricLatencyP99, MaxRatio: ratio(1.5)},
 			},
-			want: []string{requests, p99, p50},
+			want: []string{requests, buckets},
+		},
+		{
+			name: "the bucket query runs where the first latency check is",
+			checks: []policy.Check{
+				{Metric: MetricLatencyP95, Max: secs("1s", 1)},
+				{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+				{Metric: MetricLatencyP50, Max: secs("100ms", 0.1)},
+			},
+			want: []string{requests, buckets, errors},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Queries(Request{Namespace: "ns", Stable: "a", Canary: "b", Window: time.Minute, Checks: tt.checks})
+			assertQueries(t, got, tt.want)
+		})
+	}
+}
+
+func TestQueriesKeepACustomMetricNamedLatencyApartFromTheBucketQuery(t *testing.T) {
+	const (
+		requests = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s]))`
+		buckets  = `sum by (le, destination_workload_namespace, destination_workload) (increase(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[60s]))`
+		stable   = `max(app_latency_seconds{namespace="ns",app="a"})`
+		canary   = `max(app_latency_seconds{namespace="ns",app="b"})`
+	)
+	custom := policy.Check{Metric: "latency", Max: num("1", 1)}
+	p95 := policy.Check{Metric: MetricLatencyP95, Max: secs("1s", 1)}
+	tests := []struct {
+		name   string
+		checks []policy.Check
+		want   []string
+	}{
+		{"custom first", []policy.Check{custom, p95}, []string{requests, stable, canary, buckets}},
+		{"builtin first", []policy.Check{p95, custom}, []string{requests, buckets, stable, canary}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Queries(Request{
+				Namespace: "ns", Stable: "a", Canary: "b", Window: time.Minute, Checks: tt.checks,
+				Metrics: map[string]policy.MetricQuery{
+					"latency": {Query: `max(app_latency_seconds{namespace="{{.Namespace}}",app="{{.Workload}}"})`},
+				},
+			})
 			assertQueries(t, got, tt.want)
 		})
 	}

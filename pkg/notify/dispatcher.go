@@ -169,7 +169,20 @@ func (d *Dispatcher) Notify(routes []policy.NotifyRoute, m Message) {
 	if m.At.IsZero() {
 		m.At = d.opts.Clock.Now()
 	}
-	for _, name := range Route(routes, m.Kind) {
+	targets := Route(routes, m.Kind)
+	if m.Resolve {
+		// An incident opened for this rollout must close even when the
+		// event that ends it (a promotion) is not routed to the paging
+		// channel: every paging channel the policy routes to hears it.
+		for _, r := range routes {
+			if q, ok := d.queues[r.To]; ok && !slices.Contains(targets, r.To) {
+				if p, ok := q.channel.(Pager); ok && p.Pages() {
+					targets = append(targets, r.To)
+				}
+			}
+		}
+	}
+	for _, name := range targets {
 		q, ok := d.queues[name]
 		if !ok {
 			// Validation should have caught it; the policy and the
@@ -189,6 +202,12 @@ func (d *Dispatcher) Notify(routes []policy.NotifyRoute, m Message) {
 			d.event(d.log.Warn(), name, m).Int("queueSize", d.opts.QueueSize).Msg("notification dropped: queue full")
 		}
 	}
+}
+
+// Pager marks channels that open and close incidents (PagerDuty): they
+// receive resolves for every rollout the policy routes to them.
+type Pager interface {
+	Pages() bool
 }
 
 // Route lists, in order and once each, the channels routes send kind to.
@@ -276,10 +295,6 @@ func (d *Dispatcher) deliver(ctx context.Context, ch Channel, m Message) {
 		}
 	}
 }
-
-// ReasonOther labels failures of channels that return errors other than
-// *SendError.
-const ReasonOther = "error"
 
 // classify says how an attempt failed, whether to try again, and how long
 // the endpoint asked to be left alone.

@@ -7,8 +7,9 @@
 //     queues and returns; a full queue drops the notification and counts
 //     it. Sending happens in Run's workers, one per channel, each attempt
 //     bounded by Options.Timeout, retried with capped, jittered
-//     exponential backoff up to Options.MaxAttempts. A 4xx other than 408
-//     and 429 is not retried: the same request would be refused again.
+//     exponential backoff up to Options.MaxAttempts. A 3xx, or a 4xx other
+//     than 408 and 429, is not retried: the same request would be refused
+//     again.
 //   - Per channel, notifications are sent one at a time in the order they
 //     were queued, so a resolve never overtakes its trigger. A slow channel
 //     delays only itself.
@@ -86,11 +87,12 @@
 //	  --from-literal=audit.type=webhook \
 //	  --from-literal=audit.url=https://audit.example.com/meshcanary \
 //	  --from-literal=audit.header.Authorization='Bearer ...' \
-//	  --from-literal=grafana.baseURL=https://grafana.example.com/d/meshcanary/rollouts
+//	  --from-literal=grafana.baseURL=https://grafana.example.com/d/meshcanary-rollout
 //
 // The Grafana link adds var-namespace, var-deployment, and from/to (Unix
 // milliseconds, an hour before the event to 15 minutes after) to the base
-// URL's query.
+// URL's query: pointed at the chart's "rollout detail" dashboard (uid
+// meshcanary-rollout), it opens on the rollout.
 //
 // # Slack
 //
@@ -144,11 +146,15 @@
 // Notifications are queued per channel (256 by default; more are
 // dropped), sent with a 10s timeout, and retried up to 5 attempts with
 // exponential backoff from 1s to 30s. They never hold up a rollout.
+// Redirects are not followed (they would carry a webhook's headers to
+// another host); a redirecting endpoint fails with reason 3xx.
 //
 // Metrics:
 //
 //	meshcanary_notifications_sent_total{channel}
 //	meshcanary_notifications_failed_total{channel,reason}
-//	    reason: 4xx, 5xx, timeout, network, invalid, error, dropped, unconfigured
+//	    reason: 3xx, 4xx, 5xx (the answer's status class), timeout, network
+//	    (no answer), invalid (cannot be sent as configured), error (other),
+//	    dropped (queue full or shutdown), unconfigured (no such channel)
 //	meshcanary_notification_queue_depth{channel}
 package notify

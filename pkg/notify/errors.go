@@ -7,12 +7,17 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Failure reasons, the reason label of meshcanary_notifications_failed_total.
+// An HTTP answer is labelled by its status class: 3xx, 4xx or 5xx.
 const (
+	// Reason3xx: the endpoint redirected; the package's own clients do not
+	// follow redirects, so the configured URL needs fixing.
+	Reason3xx = "3xx"
 	// Reason4xx: the endpoint refused the notification (429 is retried
 	// first, the other 4xx are not, since resending cannot fix them).
 	Reason4xx = "4xx"
@@ -31,6 +36,9 @@ const (
 	// ReasonUnconfigured: a route names a channel the Secret does not
 	// define.
 	ReasonUnconfigured = "unconfigured"
+	// ReasonOther: any other failure, such as an error of a Channel
+	// outside this package that is not a *SendError.
+	ReasonOther = "error"
 )
 
 // redacted replaces secrets in error texts.
@@ -51,8 +59,8 @@ type SendError struct {
 	// Timeout is true when the send ran out of time.
 	Timeout bool
 	// Permanent is true when resending the same notification cannot
-	// succeed (a 4xx other than 408 and 429, a message that cannot be
-	// encoded).
+	// succeed (a 3xx, a 4xx other than 408 and 429, a message that cannot
+	// be encoded).
 	Permanent bool
 
 	msg   string
@@ -68,10 +76,10 @@ func (e *SendError) Unwrap() error { return e.cause }
 // Reason is the failure's reason label.
 func (e *SendError) Reason() string {
 	switch {
-	case e.StatusCode >= 500:
-		return Reason5xx
-	case e.StatusCode >= 400:
-		return Reason4xx
+	case e.StatusCode >= 100 && e.StatusCode < 600:
+		return strconv.Itoa(e.StatusCode/100) + "xx"
+	case e.StatusCode != 0:
+		return ReasonOther
 	case e.Timeout:
 		return ReasonTimeout
 	case e.Permanent:
@@ -85,7 +93,9 @@ func (e *SendError) Retryable() bool { return !e.Permanent }
 
 // statusError describes an HTTP answer that is not a success.
 func statusError(channel string, code int, retryAfter time.Duration) *SendError {
-	permanent := code >= 400 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout
+	// Resending cannot fix a refusal or a redirect; 408 and 429 ask for
+	// exactly that.
+	permanent := code >= 300 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout
 	text := http.StatusText(code)
 	if text == "" {
 		text = "unknown status"
@@ -99,9 +109,10 @@ func statusError(channel string, code int, retryAfter time.Duration) *SendError 
 	}
 }
 
-// invalidError is a notification that cannot be sent as configured.
+// invalidError is a notification that cannot be sent as configured. err
+// must hold no secret (callers pass encoding errors or redacted ones).
 func invalidError(channel, what string, err error) *SendError {
-	return &SendError{Channel: channel, Permanent: true, msg: fmt.Sprintf("%s: %s: %s", channel, what, redactText(err.Error(), nil))}
+	return &SendError{Channel: channel, Permanent: true, msg: fmt.Sprintf("%s: %s: %s", channel, what, err)}
 }
 
 // transportError describes a send that got no HTTP answer. ctx is the

@@ -50,8 +50,10 @@ func KindForReason(reason string) (Kind, bool) {
 		return KindPaused, true
 	case stages.ReasonResumed:
 		return KindResumed, true
-	case stages.ReasonCanaryNotReady, stages.ReasonMetricsUnavailable:
+	case stages.ReasonCanaryNotReady, stages.ReasonMetricsUnavailable, stages.ReasonRolloutStuck, stages.ReasonGateFailed:
 		return KindStuck, true
+	case stages.ReasonRuleAlert, stages.ReasonRulePaused, stages.ReasonRuleRecovered:
+		return KindAlert, true
 	case stages.ReasonAnalysisInconclusive:
 		return KindInconclusive, true
 	case stages.ReasonInvalidConfiguration:
@@ -255,18 +257,4 @@ func formatPlain(v float64) string {
 	}
 	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
 	return strconv.FormatFloat(r+0, 'f', -1, 64)
-}
-
-// describeCheck is one line per check: "error-rate: canary 2.1% vs stable
-// 0.3%, max 1%: Fail".
-func describeCheck(c Check) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: canary %s vs stable %s", c.Metric, formatValue(c, c.Canary), formatValue(c, c.Stable))
-	if c.Bound != "" || c.Threshold != "" {
-		fmt.Fprintf(&b, ", %s %s", c.Bound, c.Threshold)
-	}
-	if c.Verdict != "" {
-		fmt.Fprintf(&b, ": %s", c.Verdict)
-	}
-	return b.String()
 }

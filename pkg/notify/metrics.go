@@ -22,7 +22,7 @@ func newDispatchMetrics(reg prometheus.Registerer, channels []string) (*dispatch
 		}, []string{"channel"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshcanary_notifications_failed_total",
-			Help: "Notifications not delivered, by channel and reason (4xx, 5xx, timeout, network, invalid, error, dropped, unconfigured); retried ones count once, after their last attempt.",
+			Help: "Notifications not delivered, by channel and reason (3xx, 4xx, 5xx, timeout, network, invalid, error, dropped, unconfigured); retried ones count once, after their last attempt.",
 		}, []string{"channel", "reason"}),
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshcanary_notification_queue_depth",

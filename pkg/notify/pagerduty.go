@@ -159,3 +159,7 @@ func (r *recordingDoer) result() (int, error) {
 func redactErr(err error, secrets []string) error {
 	return &redactedError{msg: redactText(err.Error(), secrets), cause: contextCause(err)}
 }
+
+// Pages marks PagerDuty as a paging channel: resolves reach it whatever
+// the event's kind, so the incidents it opened close.
+func (p *PagerDuty) Pages() bool { return true }

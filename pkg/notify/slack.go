@@ -231,9 +231,14 @@ func truncate(s string, n int) string {
 // orDefaultClient returns c, or a client of our own: http.DefaultClient is
 // shared with every other package in the binary, any of which may change
 // it. The send's context bounds each request, so no client timeout is set.
+// Our client does not follow redirects: net/http would forward custom
+// headers (a webhook's token) to wherever the redirect points, and no
+// notification endpoint needs one. A redirect fails as a 3xx.
 func orDefaultClient(c *http.Client) *http.Client {
 	if c != nil {
 		return c
 	}
-	return &http.Client{}
+	return &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }

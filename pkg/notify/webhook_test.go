@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWebhookBodyMatchesTheDocumentedSchema(t *testing.T) {
@@ -124,4 +127,60 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestWebhookDoesNotFollowRedirectsWithItsHeaders(t *testing.T) {
+	elsewhere := newRecorder(t, nil)
+	redirecting := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/steal", http.StatusTemporaryRedirect)
+	})
+	err := NewWebhook("audit", redirecting.URL+"/hook", map[string]string{"X-Token": "t0k3n"}, nil).Send(context.Background(), rollback())
+	var se *SendError
+	if !errors.As(err, &se) || se.Reason() != Reason3xx || se.Retryable() {
+		t.Fatalf("error = %v, want a permanent 3xx", err)
+	}
+	if n := elsewhere.count(); n != 0 {
+		t.Errorf("the redirect was followed %d times", n)
+	}
+}
+
+func TestWebhookErrorsSayWhetherToRetry(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		wantReason string
+		wantRetry  bool
+		wantAfter  time.Duration
+	}{
+		{name: "any 2xx is success", status: http.StatusNoContent},
+		{name: "a 401 is not retried", status: 401, wantReason: Reason4xx},
+		{name: "a 408 is retried", status: 408, wantReason: Reason4xx, wantRetry: true},
+		{name: "a 429 is retried after the time asked", status: 429, retryAfter: "3", wantReason: Reason4xx, wantRetry: true, wantAfter: 3 * time.Second},
+		{name: "a 503 is retried", status: 503, wantReason: Reason5xx, wantRetry: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newRecorder(t, func(w http.ResponseWriter, _ *http.Request) {
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				w.WriteHeader(tt.status)
+			})
+			err := NewWebhook("audit", srv.URL, nil, nil).Send(context.Background(), rollback())
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+				return
+			}
+			var se *SendError
+			if !errors.As(err, &se) {
+				t.Fatalf("error %v is not a *SendError", err)
+			}
+			if se.Reason() != tt.wantReason || se.Retryable() != tt.wantRetry || se.RetryAfter != tt.wantAfter {
+				t.Errorf("reason %s retry %v after %s, want %s %v %s", se.Reason(), se.Retryable(), se.RetryAfter, tt.wantReason, tt.wantRetry, tt.wantAfter)
+			}
+		})
+	}
 }

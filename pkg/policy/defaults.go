@@ -11,6 +11,19 @@ const (
 	DefaultFailureLimit       = 2
 	DefaultMetricsOutageLimit = 5
 	DefaultStageDuration      = 5 * time.Minute
+	DefaultStrategy           = StrategyCanary
+	// DefaultMonitor is how long blue/green watches the switched traffic:
+	// long enough for several analysis intervals at the default interval.
+	DefaultMonitor = 10 * time.Minute
+	// DefaultStuckAfter gives a stage half an hour past its duration before
+	// it is reported, so that pauses for a slow scale-up do not page anyone.
+	DefaultStuckAfter = 30 * time.Minute
+	// DefaultGateTimeout bounds one webhook attempt: CI jobs answer within
+	// seconds, and a gate that hangs must not hold a release for long.
+	DefaultGateTimeout = time.Minute
+	// DefaultGateRetries absorbs a flaky endpoint without hiding a broken one.
+	DefaultGateRetries   = 2
+	DefaultGateOnFailure = OnFailureRollback
 )
 
 // DefaultWeights are the stages of a policy that lists none.
@@ -64,6 +77,36 @@ func Defaults(p *Policy) {
 	for i := range p.Stages {
 		if p.Stages[i].Duration.Duration == 0 {
 			p.Stages[i].Duration.Duration = DefaultStageDuration
+		}
+	}
+	if p.Strategy == "" {
+		p.Strategy = DefaultStrategy
+	}
+	// Monitor is filled for canary policies too, so that a policy switched
+	// to blueGreen later never runs with an unset watch window.
+	if p.Monitor.Duration == 0 {
+		p.Monitor.Duration = DefaultMonitor
+	}
+	if p.StuckAfter.Duration == 0 {
+		p.StuckAfter.Duration = DefaultStuckAfter
+	}
+	for i := range p.Rules {
+		// Events and logs name a rule; its condition is the clearest name
+		// for a rule the user did not name.
+		if p.Rules[i].Name == "" {
+			p.Rules[i].Name = p.Rules[i].When
+		}
+	}
+	for i := range p.Gates {
+		g := &p.Gates[i]
+		if g.Timeout.Duration == 0 {
+			g.Timeout.Duration = DefaultGateTimeout
+		}
+		if g.Retries == nil {
+			g.Retries = new(DefaultGateRetries)
+		}
+		if g.OnFailure == "" {
+			g.OnFailure = DefaultGateOnFailure
 		}
 	}
 }

@@ -12,6 +12,11 @@
 //     latency metrics are bounded by durations, error-rate and success-rate
 //     by shares from 0 to 1, request-rate by plain numbers, and custom
 //     metrics by numbers or percentages.
+//   - A Rule's When always parses with ParseCondition, on a metric the
+//     policy knows, with a value whose unit fits it as a threshold's must.
+//     Window, Freeze and StartAt always parse with ParseSchedule, which
+//     reads a schedule without a zone prefix in UTC. Gates are consistent
+//     with their type (stage and URL where needed, and only there).
 //   - Parse reports every problem at once as a *ValidationError whose
 //     field.ErrorList names each field by path (policies[0].checks[1].max).
 //   - A Store always resolves the policy named "default", to the built-in

@@ -74,8 +74,13 @@ const notifyOnYAML11 = "true"
 
 // UnmarshalJSON accepts `on` as a list or as one string, and accepts the
 // key "true" for "on" (see notifyOnYAML11). It is as strict as the rest of
-// the policy file: unknown fields are errors.
+// the policy file: unknown fields are errors. null leaves r unchanged.
 func (r *NotifyRoute) UnmarshalJSON(data []byte) error {
+	if string(bytes.TrimSpace(data)) == "null" {
+		// A no-op, as encoding/json's convention asks: Parse empties a
+		// malformed route to null once it has reported it.
+		return nil
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return errors.New("expected a mapping with on and to")

@@ -185,6 +185,20 @@ func explicitZeros(tree any) field.ErrorList {
 				errs = append(errs, field.Invalid(path.Child(key), int64(0), "must be at least 1"))
 			}
 		}
+		if isZeroDuration(p["monitor"]) {
+			errs = append(errs, field.Invalid(path.Child("monitor"), "0s", "must be at least 1s"))
+		}
+		if isZeroDuration(p["stuckAfter"]) {
+			errs = append(errs, field.Invalid(path.Child("stuckAfter"), "0s",
+				"0s cannot be told from unset, which means the default 30m; use 1s to report a stage as soon as it overruns"))
+		}
+		gates, _ := p["gates"].([]any)
+		for j, g := range gates {
+			gate, _ := g.(map[string]any)
+			if isZeroDuration(gate["timeout"]) {
+				errs = append(errs, field.Invalid(path.Child("gates").Index(j).Child("timeout"), "0s", "must be at least 1s"))
+			}
+		}
 		stages, _ := p["stages"].([]any)
 		for j, s := range stages {
 			stage, _ := s.(map[string]any)
@@ -388,7 +402,8 @@ func describe(node any) any {
 // an item by the order of the fields in the types.
 func sortByPosition(errs field.ErrorList) {
 	rank := map[string]int{}
-	for _, t := range []reflect.Type{reflect.TypeFor[File](), reflect.TypeFor[Policy](), reflect.TypeFor[Stage](), reflect.TypeFor[Check](), reflect.TypeFor[MetricQuery]()} {
+	for _, t := range []reflect.Type{reflect.TypeFor[File](), reflect.TypeFor[Policy](), reflect.TypeFor[Stage](), reflect.TypeFor[Check](), reflect.TypeFor[MetricQuery](),
+		reflect.TypeFor[Rule](), reflect.TypeFor[Gate](), reflect.TypeFor[NotifyRoute]()} {
 		for i := range t.NumField() {
 			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 			if _, seen := rank[name]; !seen {

@@ -761,7 +761,7 @@ func TestValidate(t *testing.T) {
 		{
 			name:      "a policy that skipped Defaults is reported field by field",
 			in:        Policy{Name: "p"},
-			wantPaths: []string{"interval", "failureLimit", "metricsOutageLimit", "stages"},
+			wantPaths: []string{"interval", "failureLimit", "metricsOutageLimit", "stages", "strategy", "monitor"},
 		},
 		{
 			name: "a threshold built in code without a unit is rejected",
@@ -824,6 +824,8 @@ func TestLoadFile(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(documentedExample))
 	f.Add([]byte(invalidFile))
+	f.Add([]byte(paymentPlan))
+	f.Add([]byte(invalidRolloutFile))
 	f.Add([]byte("policies:\n- name: p\n"))
 	f.Add([]byte("policies:\n- name: p\n  stages: [{weight: 10, canaryReplicas: 2, duration: 1m}]\n"))
 	f.Add([]byte("policies:\n- name: p\n  checks: [{metric: m, max: 1, min: \"0.5%\"}]\n  metrics: {m: {query: '{{ .Window }}'}}\n"))

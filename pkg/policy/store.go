@@ -96,6 +96,28 @@ func (p Policy) DeepCopy() Policy {
 			out.Stages[i] = s
 		}
 	}
+	out.Freeze = slices.Clone(p.Freeze)
+	if p.Rules != nil {
+		out.Rules = make([]Rule, len(p.Rules))
+		for i, r := range p.Rules {
+			r.Notify = slices.Clone(r.Notify)
+			out.Rules[i] = r
+		}
+	}
+	if p.Gates != nil {
+		out.Gates = make([]Gate, len(p.Gates))
+		for i, g := range p.Gates {
+			g.Retries = clonePtr(g.Retries)
+			out.Gates[i] = g
+		}
+	}
+	if p.Notify != nil {
+		out.Notify = make([]NotifyRoute, len(p.Notify))
+		for i, r := range p.Notify {
+			r.On = slices.Clone(r.On)
+			out.Notify[i] = r
+		}
+	}
 	return out
 }
 

@@ -43,6 +43,7 @@ func Validate(p Policy, path *field.Path) field.ErrorList {
 	errs = append(errs, validateMetrics(p.Metrics, path.Child("metrics"))...)
 	errs = append(errs, validateChecks(p.Checks, p.Metrics, path.Child("checks"))...)
 	errs = append(errs, validateStages(p.Stages, p.Metrics, path.Child("stages"))...)
+	errs = append(errs, validateRollout(p, path)...)
 	return errs
 }
 

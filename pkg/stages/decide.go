@@ -170,6 +170,9 @@ func (x *decider) start(reason, msg string) {
 		Weight:   s.Weight,
 		Message:  msg,
 	}
+	if at := x.obs.Plan.StartAt; at != nil && !matches(at, x.now) {
+		s.NotBefore = at.Next(x.now)
+	}
 	x.event(false, reason, "%s", msg)
 }
 
@@ -199,6 +202,13 @@ func (x *decider) active() {
 		x.d.Consumed.Rollback = true
 		x.rollback(ResultManualRollback, DecidedByAnnotation, "manual rollback: "+cmd.Rollback)
 		return
+	}
+	if cmd.Approve != "" {
+		x.d.Consumed.Approve = true
+		if !s.Approved {
+			s.Approved = true
+			x.event(false, ReasonApproved, "promotion approved by %s", cmd.Approve)
+		}
 	}
 	if cmd.Promote {
 		x.d.Consumed.Promote = true
@@ -237,6 +247,10 @@ func (x *decider) progress() {
 		return
 	}
 	step := plan.Steps[s.Stage]
+	if s.Stage == 0 && s.StageStart.IsZero() && x.now.Before(s.NotBefore) {
+		x.hold(fmt.Sprintf("the release waits for its start time %s (startAt)", s.NotBefore.UTC().Format("2006-01-02 15:04 MST")), s.NotBefore)
+		return
+	}
 	want := CanaryReplicas(step, x.obs.Stable.Replicas)
 	x.scale(want)
 
@@ -258,12 +272,41 @@ func (x *decider) progress() {
 			return
 		}
 	}
-	if s.Phase == Progressing && StageElapsed(*s, x.now) >= step.Duration && s.Passes > 0 && s.Failures == 0 && s.Outages == 0 {
+	gates := x.gatesAt(GateDuringStage, s.Stage)
+	if gates == gatesRolledBack {
+		return
+	}
+	elapsed := StageElapsed(*s, x.now)
+	if plan.StuckAfter > 0 && !s.StuckReported && elapsed >= step.Duration+plan.StuckAfter {
+		s.StuckReported = true
+		x.event(true, ReasonRolloutStuck, "stage %s has not completed %s after its %s duration: %s", StageLabel(*s, plan), plan.StuckAfter, step.Duration, s.Message)
+	}
+	if s.Phase == Progressing && elapsed >= step.Duration && s.Passes > 0 && s.Failures == 0 && s.Outages == 0 {
+		if ok, next, why := x.allowed(); !ok {
+			x.hold(why, next)
+			return
+		}
+		if gates == gatesPending {
+			x.hold("waiting for gate "+joinNames(x.pendingGates(GateDuringStage, s.Stage)), time.Time{})
+			return
+		}
+		if s.Stage == len(plan.Steps)-1 && x.needsApproval() {
+			if !s.ApprovalAsked {
+				s.ApprovalAsked = true
+				x.event(false, ReasonAwaitingApproval, "all %d stages passed; promotion waits for approval: kubectl annotate deployment/<stable> meshcanary.io/approve=<your name> --overwrite", len(plan.Steps))
+			}
+			x.hold("waiting for approval (meshcanary.io/approve)", time.Time{})
+			return
+		}
+		s.Held = ""
 		s.Stage++
 		s.StageStart, s.ScaleStart, s.PausedFor = time.Time{}, time.Time{}, 0
-		s.Passes, s.LastAnalysis, s.LastVerdict = 0, time.Time{}, ""
+		s.Passes, s.LastAnalysis, s.LastVerdict, s.StuckReported = 0, time.Time{}, "", false
 		x.progress()
 		return
+	}
+	if plan.StuckAfter > 0 && !s.StuckReported {
+		x.requeueAt(s.StageStart.Add(s.PausedFor + step.Duration + plan.StuckAfter))
 	}
 	from := s.StageStart
 	if s.LastAnalysis.After(from) {
@@ -299,18 +342,40 @@ func (x *decider) startStage(step Step, want int32) {
 		s.Message = fmt.Sprintf("paused before stage %s", StageLabel(*s, plan))
 		return
 	}
+	if ok, next, why := x.allowed(); !ok {
+		x.hold(why, next)
+		return
+	}
+	for _, typ := range []GateType{GatePreRollout, GatePreStage} {
+		if typ == GatePreRollout && s.Stage != 0 {
+			continue
+		}
+		switch x.gatesAt(typ, s.Stage) {
+		case gatesRolledBack:
+			return
+		case gatesPending:
+			x.hold("waiting for gate "+joinNames(x.pendingGates(typ, s.Stage)), time.Time{})
+			return
+		}
+	}
+	s.Held = ""
 	x.setWeight(step.Weight)
 	s.StageStart, s.Failures, s.Outages, s.Passes = x.now, 0, 0, 0
 	s.LastAnalysis, s.LastVerdict, s.PausedFor = time.Time{}, "", 0
 	s.Message = fmt.Sprintf("stage %s: canary weight %d%% with %d replicas for %s", StageLabel(*s, plan), step.Weight, want, step.Duration)
 	x.event(false, ReasonStageStarted, "%s", s.Message)
 	x.requeueAt(x.now.Add(plan.Interval))
+	x.gatesAt(GateDuringStage, s.Stage)
 }
 
 // analysis folds one verdict into the state; it reports whether the rollout
 // was rolled back.
 func (x *decider) analysis(a Analysis) bool {
 	s, plan := x.s(), x.obs.Plan
+	windowStart := s.StageStart
+	if s.LastAnalysis.After(windowStart) {
+		windowStart = s.LastAnalysis
+	}
 	s.LastAnalysis = x.now
 	prefix := fmt.Sprintf("stage %s (%d%%): ", StageLabel(*s, plan), s.Weight)
 	prev := s.LastVerdict
@@ -346,7 +411,7 @@ func (x *decider) analysis(a Analysis) bool {
 			return true
 		}
 	}
-	return false
+	return x.rules(windowStart)
 }
 
 func (x *decider) promote(manual bool) {
@@ -385,7 +450,7 @@ func (x *decider) promoting() {
 		s.Result = ResultPromoted
 	}
 	s.Message = fmt.Sprintf("revision %s promoted: stable runs it and serves 100%%", s.Revision)
-	x.event(false, ReasonPromoted, "%s", s.Message)
+	x.d.Events = append(x.d.Events, Event{Reason: ReasonPromoted, Message: s.Message, Resolve: true})
 	x.d.Consumed.Pause = x.obs.Commands.Pause
 	x.settle()
 }
@@ -396,7 +461,9 @@ func (x *decider) rollback(result Result, decidedBy, msg string) {
 	s.Phase, s.Result, s.Finished, s.Message = RolledBack, result, x.now, msg
 	s.DecidedBy = decidedBy
 	s.PausedAt = time.Time{}
-	x.event(true, ReasonRolledBack, "%s", msg)
+	// An automatic rollback pages: something shipped broken. A person's
+	// rollback does not page the person who made it.
+	x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolledBack, Message: msg, Page: decidedBy != DecidedByAnnotation})
 	x.d.Consumed.Pause = x.obs.Commands.Pause
 	x.settle()
 }
@@ -435,6 +502,10 @@ func (x *decider) ignoreCommands() {
 	if cmd.Pause {
 		x.d.Consumed.Pause = true
 		x.event(false, ReasonCommandIgnored, "meshcanary.io/pause ignored: no release in progress (phase %s)", s.Phase)
+	}
+	if cmd.Approve != "" {
+		x.d.Consumed.Approve = true
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/approve ignored: no release in progress (phase %s)", s.Phase)
 	}
 }
 
@@ -476,4 +547,8 @@ func describeSteps(steps []Step) string {
 		parts[i] = fmt.Sprintf("%d%%", st.Weight)
 	}
 	return "stages " + strings.Join(parts, " → ")
+}
+
+func joinNames(names []string) string {
+	return strings.Join(names, ", ")
 }

@@ -47,4 +47,25 @@ const (
 	// ReasonCommandIgnored: a command annotation arrived when it could not
 	// apply (no release in flight); it is removed.
 	ReasonCommandIgnored = "CommandIgnored"
+	// ReasonHeld: the rollout waits for its release window, the end of a
+	// freeze, its start time or a gate; the weight is kept.
+	ReasonHeld = "Held"
+	// ReasonGatePassed and ReasonGateFailed (Warning) report webhook gates.
+	ReasonGatePassed = "GatePassed"
+	ReasonGateFailed = "GateFailed"
+	// ReasonAwaitingApproval: a confirm-promotion gate waits for
+	// meshcanary.io/approve; ReasonApproved when it arrives.
+	ReasonAwaitingApproval = "AwaitingApproval"
+	ReasonApproved         = "Approved"
+	// ReasonRuleAlert (Warning): an alert-only rule's condition held for
+	// its duration; a person decides. ReasonRulePaused (Warning): a rule
+	// paused the rollout. ReasonRuleRecovered: the condition stopped
+	// holding.
+	ReasonRuleAlert     = "RuleAlert"
+	ReasonRulePaused    = "RulePaused"
+	ReasonRuleRecovered = "RuleRecovered"
+	// ReasonRolloutStuck (Warning): a stage has not completed long after
+	// its duration (inconclusive analysis, a held gate). Runbook:
+	// rollout-stuck.md.
+	ReasonRolloutStuck = "RolloutStuck"
 )

@@ -20,6 +20,11 @@ type world struct {
 	writes  []int // weights written, in order
 	last    Decision
 	persist bool // round-trip State through JSON, as the annotation does
+	// gate answers a gate run at once; nil passes every gate.
+	gate func(name string, attempt int) GateResult
+	// ruleHits says which rules hold when an analysis runs.
+	ruleHits func(now time.Time) []RuleHit
+	runs     []GateRun
 }
 
 func newWorld(t *testing.T, steps ...Step) *world {
@@ -51,8 +56,12 @@ func (w *world) tick(d time.Duration, v Verdict) Decision {
 	w.t.Helper()
 	w.now = w.now.Add(d)
 	w.obs.Analysis = nil
+	w.obs.Rules = nil
 	if due, _ := AnalysisDue(w.st, w.obs.Plan, w.now); due && v != "" {
 		w.obs.Analysis = &Analysis{Verdict: v, Message: "verdict " + string(v)}
+		if w.ruleHits != nil {
+			w.obs.Rules = w.ruleHits(w.now)
+		}
 	}
 	dec := Decide(w.obs, w.st, w.now)
 	w.apply(dec)
@@ -96,6 +105,23 @@ func (w *world) apply(dec Decision) {
 	}
 	if dec.Consumed.Pause {
 		w.obs.Commands.Pause = false
+	}
+	if dec.Consumed.Approve {
+		w.obs.Commands.Approve = ""
+	}
+	if dec.SetPause {
+		w.obs.Commands.Pause = true
+	}
+	for _, r := range dec.RunGates {
+		w.runs = append(w.runs, r)
+		res := GateResult{Status: GatePassed, Message: "200 OK"}
+		if w.gate != nil {
+			res = w.gate(r.Name, r.Attempt)
+		}
+		if w.obs.Gates == nil {
+			w.obs.Gates = map[string]GateResult{}
+		}
+		w.obs.Gates[r.Name] = res
 	}
 	w.st = dec.State
 	if w.persist {

@@ -49,6 +49,95 @@ type Plan struct {
 	// ProgressDeadline bounds how long the canary may take to become
 	// available at a stage before the release is rolled back.
 	ProgressDeadline time.Duration
+	// Window, when set, is when a rollout may start a stage or promote;
+	// Freeze lists when it may not. Rollbacks are always allowed.
+	Window Schedule
+	Freeze []Schedule
+	// StartAt, when set, delays a release's first stage to its next match.
+	StartAt Schedule
+	// StuckAfter reports a stage not done this long after its duration.
+	StuckAfter time.Duration
+	Gates      []Gate
+	Rules      []Rule
+}
+
+// Schedule is a parsed cron schedule: robfig/cron parses it and answers
+// Next; nothing here runs jobs, and time only comes in as an argument.
+type Schedule interface {
+	Next(time.Time) time.Time
+}
+
+// GateType says when a gate applies.
+type GateType string
+
+const (
+	// GatePreRollout runs before any traffic reaches the canary.
+	GatePreRollout GateType = "pre-rollout"
+	// GatePreStage runs before its stage's weight is written.
+	GatePreStage GateType = "pre-stage"
+	// GateDuringStage runs when its stage starts; the stage cannot
+	// complete until it passes.
+	GateDuringStage GateType = "during-stage"
+	// GateConfirmPromotion waits for a person's meshcanary.io/approve.
+	GateConfirmPromotion GateType = "confirm-promotion"
+)
+
+// Gate is a gate of the plan.
+type Gate struct {
+	Name string
+	Type GateType
+	// Stage is the 0-based stage of pre-stage and during-stage gates.
+	Stage int
+	// Hold keeps the weight and retries every interval on failure instead
+	// of rolling back.
+	Hold bool
+}
+
+// GateStatus is what the caller knows of a gate run.
+type GateStatus string
+
+const (
+	GateRunning GateStatus = "Running"
+	GatePassed  GateStatus = "Passed"
+	GateFailed  GateStatus = "Failed"
+)
+
+// GateResult is the outcome of one gate run, for the attempt State asked.
+type GateResult struct {
+	Status  GateStatus
+	Message string
+}
+
+// GateRun asks the caller to make sure a gate run exists (starting it if
+// it never started) for this attempt.
+type GateRun struct {
+	Name    string
+	Attempt int
+}
+
+// RuleAction is what a rule does once its condition held long enough.
+type RuleAction string
+
+const (
+	RuleRollback RuleAction = "rollback"
+	RulePause    RuleAction = "pause"
+	RuleAlert    RuleAction = "alert"
+)
+
+// Rule is a sustained condition with an action.
+type Rule struct {
+	Name   string
+	For    time.Duration
+	Action RuleAction
+	// Notify names the channels told when the rule acts.
+	Notify []string
+}
+
+// RuleHit says whether a rule's condition held over the analysed window.
+type RuleHit struct {
+	Name    string
+	Held    bool
+	Message string
 }
 
 // Workload is what the caller observed about one Deployment.
@@ -71,6 +160,8 @@ type Commands struct {
 	Rollback string
 	Promote  bool
 	Pause    bool
+	// Approve is who or what approved with meshcanary.io/approve, or "".
+	Approve string
 }
 
 // Verdict is the outcome of one analysis interval.
@@ -103,6 +194,11 @@ type Observation struct {
 	Analysis *Analysis
 	// Invalid, when not empty, says why the configuration does not fit.
 	Invalid string
+	// Gates holds the results of the gate runs State asked for, by name.
+	Gates map[string]GateResult
+	// Rules says which rules held over the analysed window; set with
+	// Analysis.
+	Rules []RuleHit
 }
 
 // State is the rollout's durable record, persisted by the caller on the
@@ -149,6 +245,30 @@ type State struct {
 	// Interrupted keeps the phase that an invalid configuration
 	// interrupted, so fixing the configuration resumes it.
 	Interrupted Phase `json:"interrupted,omitempty"`
+	// NotBefore is when a release with a startAt schedule may begin.
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	// Gates records each gate of this release: passed, or which attempt
+	// runs and when it last failed.
+	Gates map[string]GateState `json:"gates,omitempty"`
+	// Approved is true once a person approved this release's promotion.
+	Approved bool `json:"approved,omitempty"`
+	// ApprovalAsked avoids repeating the request for approval.
+	ApprovalAsked bool `json:"approvalAsked,omitempty"`
+	// RuleSince is when each rule's condition began to hold without a
+	// break; RuleFired marks rules that acted during that hold.
+	RuleSince map[string]time.Time `json:"ruleSince,omitempty"`
+	RuleFired map[string]bool      `json:"ruleFired,omitempty"`
+	// StuckReported avoids repeating the stuck report within a stage.
+	StuckReported bool `json:"stuckReported,omitempty"`
+	// Held says why the rollout waits (window, approval, gate), if it does.
+	Held string `json:"held,omitempty"`
+}
+
+// GateState is one gate's record within a release.
+type GateState struct {
+	Passed   bool      `json:"passed,omitempty"`
+	Attempt  int       `json:"attempt,omitempty"`
+	FailedAt time.Time `json:"failedAt,omitzero"`
 }
 
 // Result records how a release ended, for metrics and history.
@@ -170,6 +290,8 @@ const (
 	DecidedByProgressDeadline = "progress-deadline"
 	DecidedByCanaryReverted   = "canary-reverted"
 	DecidedByController       = "controller"
+	DecidedByRule             = "rule"
+	DecidedByGate             = "gate"
 )
 
 // Event is a Kubernetes Event the caller should emit on the stable
@@ -178,6 +300,11 @@ type Event struct {
 	Warning bool
 	Reason  string
 	Message string
+	// Notify names extra channels (a rule's own notify list).
+	Notify []string
+	// Page asks for a page (PagerDuty trigger); Resolve ends one.
+	Page    bool
+	Resolve bool
 }
 
 // Decision is what Decide wants done.
@@ -198,6 +325,12 @@ type Decision struct {
 	// RequeueAfter, when > 0, asks to be woken after that long even if
 	// nothing changes.
 	RequeueAfter time.Duration
+	// RunGates lists the gate runs that must exist; the caller starts each
+	// one that never started and reports results in Observation.Gates.
+	RunGates []GateRun
+	// SetPause asks the caller to write meshcanary.io/pause=true (a rule
+	// paused the rollout; a person resumes by removing it).
+	SetPause bool
 }
 
 // Consumed names the command annotations a Decision acted on.
@@ -205,7 +338,8 @@ type Consumed struct {
 	Rollback bool
 	Promote  bool
 	Pause    bool
+	Approve  bool
 }
 
 // Any reports whether any command was consumed.
-func (c Consumed) Any() bool { return c.Rollback || c.Promote || c.Pause }
+func (c Consumed) Any() bool { return c.Rollback || c.Promote || c.Pause || c.Approve }

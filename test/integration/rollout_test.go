@@ -23,6 +23,7 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/controller"
 	"github.com/meshcanary/meshcanary/pkg/policy"
 	"github.com/meshcanary/meshcanary/pkg/stages"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // fastPolicies keep each stage a few seconds so the suite runs in minutes;
@@ -56,15 +57,15 @@ type weightEntry struct {
 	at       time.Time
 }
 
-func (a *app) recordWeights(t *testing.T) *weightLog {
+func recordWeights(t *testing.T, a *harness.App) *weightLog {
 	l := &weightLog{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			_, c := a.weights()
-			r := a.canaryDep().Spec.Replicas
+			_, c := a.Weights()
+			r := a.CanaryDep().Spec.Replicas
 			l.mu.Lock()
 			if n := len(l.entries); n == 0 || l.entries[n-1].canary != c {
 				l.entries = append(l.entries, weightEntry{canary: c, replicas: *r, at: time.Now()})
@@ -96,17 +97,22 @@ func (l *weightLog) get() []weightEntry {
 	return append([]weightEntry(nil), l.entries...)
 }
 
+// suite is the local control plane this package's tests share.
+var suite = harness.NewSuite()
+
+func TestMain(m *testing.M) { suite.Main(m) }
+
 func TestHealthyReleaseWalksEveryStageAndPromotes(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "payment-service", 10, nil)
-	sim := a.mesh(200)
-	a.runController(parsePolicies(t, fastPolicies), env.PrometheusURL)
-	log := a.recordWeights(t)
+	a := suite.NewApp(t, "payment-service", 10, nil)
+	sim := a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
+	log := recordWeights(t, a)
 
-	a.release("payment:v2", nil)
-	a.waitPhase("Succeeded", 3*time.Minute)
-	a.waitFor("canary scaled to zero", 30*time.Second, func() (bool, string) {
-		c := a.canaryDep()
+	a.Release("payment:v2", nil)
+	a.WaitPhase("Succeeded", 3*time.Minute)
+	a.WaitFor("canary scaled to zero", 30*time.Second, func() (bool, string) {
+		c := a.CanaryDep()
 		return *c.Spec.Replicas == 0, fmt.Sprint(*c.Spec.Replicas)
 	})
 
@@ -119,18 +125,18 @@ func TestHealthyReleaseWalksEveryStageAndPromotes(t *testing.T) {
 			t.Errorf("at %d%% the canary had %d replicas, want %d", e.canary, e.replicas, want)
 		}
 	}
-	st := a.stableDep()
+	st := a.StableDep()
 	if img := st.Spec.Template.Spec.Containers[0].Image; img != "payment:v2" {
 		t.Errorf("stable runs %s after promotion, want payment:v2", img)
 	}
 	if st.Spec.Template.Labels["track"] != "stable" {
 		t.Errorf("stable lost its subset label: %v", st.Spec.Template.Labels)
 	}
-	if s, c := a.weights(); s != 100 || c != 0 {
+	if s, c := a.Weights(); s != 100 || c != 0 {
 		t.Errorf("weights %d/%d after promotion", s, c)
 	}
-	a.waitEvent(stages.ReasonPromoted, "promoted", 10*time.Second)
-	truth := sim.TruthByService(a.ns, a.name)
+	a.WaitEvent(stages.ReasonPromoted, "promoted", 10*time.Second)
+	truth := sim.TruthByService(a.NS(), a.Name())
 	if truth.Failed != 0 || truth.Sent == 0 {
 		t.Errorf("ground truth: %d sent, %d failed during the release; want none failed", truth.Sent, truth.Failed)
 	}
@@ -139,9 +145,9 @@ func TestHealthyReleaseWalksEveryStageAndPromotes(t *testing.T) {
 
 // assertUserFieldsKept checks that everything but the two managed weights
 // is as the user wrote it.
-func assertUserFieldsKept(t *testing.T, a *app) {
+func assertUserFieldsKept(t *testing.T, a *harness.App) {
 	t.Helper()
-	spec := a.vs().Object["spec"].(map[string]any)
+	spec := a.VS().Object["spec"].(map[string]any)
 	http0 := spec["http"].([]any)[0].(map[string]any)
 	if http0["name"] != "debug-header" || http0["timeout"] != "3s" {
 		t.Errorf("the header route changed: %v", http0)
@@ -154,23 +160,23 @@ func assertUserFieldsKept(t *testing.T, a *app) {
 
 func TestErrorRateRegressionRollsBack(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "checkout", 10, nil)
-	a.mesh(200)
-	a.runController(parsePolicies(t, fastPolicies), env.PrometheusURL)
-	a.release("checkout:v2-bad", map[string]string{"sandbox.meshcanary.io/error-rate": "0.3"})
-	a.waitPhase("RolledBack", 2*time.Minute)
-	msg := a.stableDep().Annotations[annotations.Message]
+	a := suite.NewApp(t, "checkout", 10, nil)
+	a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
+	a.Release("checkout:v2-bad", map[string]string{"sandbox.meshcanary.io/error-rate": "0.3"})
+	a.WaitPhase("RolledBack", 2*time.Minute)
+	msg := a.StableDep().Annotations[annotations.Message]
 	if !strings.Contains(msg, "error-rate canary") || !strings.Contains(msg, "%") {
 		t.Errorf("message lacks the numbers: %q", msg)
 	}
-	a.waitEvent(stages.ReasonRolledBack, "error-rate", 10*time.Second)
-	if s, c := a.weights(); s != 100 || c != 0 {
+	a.WaitEvent(stages.ReasonRolledBack, "error-rate", 10*time.Second)
+	if s, c := a.Weights(); s != 100 || c != 0 {
 		t.Errorf("weights %d/%d after rollback", s, c)
 	}
-	a.waitFor("canary scaled to zero", 30*time.Second, func() (bool, string) {
-		return *a.canaryDep().Spec.Replicas == 0, ""
+	a.WaitFor("canary scaled to zero", 30*time.Second, func() (bool, string) {
+		return *a.CanaryDep().Spec.Replicas == 0, ""
 	})
-	if img := a.stableDep().Spec.Template.Spec.Containers[0].Image; img != "payment:v1" {
+	if img := a.StableDep().Spec.Template.Spec.Containers[0].Image; img != "payment:v1" {
 		t.Errorf("stable changed to %s", img)
 	}
 	assertUserFieldsKept(t, a)
@@ -178,70 +184,70 @@ func TestErrorRateRegressionRollsBack(t *testing.T) {
 
 func TestLatencyRegressionRollsBack(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "ledger", 10, nil)
-	a.mesh(200)
-	a.runController(parsePolicies(t, fastPolicies), env.PrometheusURL)
-	a.release("ledger:v2-slow", map[string]string{"sandbox.meshcanary.io/latency": "400ms"})
-	a.waitPhase("RolledBack", 2*time.Minute)
-	msg := a.stableDep().Annotations[annotations.Message]
+	a := suite.NewApp(t, "ledger", 10, nil)
+	a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
+	a.Release("ledger:v2-slow", map[string]string{"sandbox.meshcanary.io/latency": "400ms"})
+	a.WaitPhase("RolledBack", 2*time.Minute)
+	msg := a.StableDep().Annotations[annotations.Message]
 	if !strings.Contains(msg, "latency-p95 canary") {
 		t.Errorf("message lacks the latency numbers: %q", msg)
 	}
-	a.waitEvent(stages.ReasonRolledBack, "latency-p95", 10*time.Second)
+	a.WaitEvent(stages.ReasonRolledBack, "latency-p95", 10*time.Second)
 }
 
 func TestManualRollbackByAnnotationMidStage(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "orders", 10, nil)
-	a.mesh(200)
-	a.runController(parsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 1h")), env.PrometheusURL)
-	a.release("orders:v2", nil)
-	a.waitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.weights(); return c == 10, "" })
+	a := suite.NewApp(t, "orders", 10, nil)
+	a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 1h")), suite.Env().PrometheusURL)
+	a.Release("orders:v2", nil)
+	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
 
-	a.annotate(annotations.Rollback, ptr("on-call saw p99 alerts"))
-	a.waitFor("VirtualService at 100/0", 10*time.Second, func() (bool, string) { s, c := a.weights(); return s == 100 && c == 0, "" })
-	a.waitPhase("RolledBack", 10*time.Second)
-	d := a.stableDep()
+	a.Annotate(annotations.Rollback, harness.Ptr("on-call saw p99 alerts"))
+	a.WaitFor("VirtualService at 100/0", 10*time.Second, func() (bool, string) { s, c := a.Weights(); return s == 100 && c == 0, "" })
+	a.WaitPhase("RolledBack", 10*time.Second)
+	d := a.StableDep()
 	if !strings.Contains(d.Annotations[annotations.Message], "on-call saw p99 alerts") {
 		t.Errorf("message %q", d.Annotations[annotations.Message])
 	}
-	a.waitFor("rollback annotation consumed", 10*time.Second, func() (bool, string) {
-		_, present := a.stableDep().Annotations[annotations.Rollback]
+	a.WaitFor("rollback annotation consumed", 10*time.Second, func() (bool, string) {
+		_, present := a.StableDep().Annotations[annotations.Rollback]
 		return !present, ""
 	})
 	// The next release is not blocked or rolled back by the old command.
-	a.release("orders:v3", nil)
-	a.waitFor("the next release gets traffic", time.Minute, func() (bool, string) {
-		_, c := a.weights()
-		return c == 10 && a.phase() == "Progressing", a.phase()
+	a.Release("orders:v3", nil)
+	a.WaitFor("the next release gets traffic", time.Minute, func() (bool, string) {
+		_, c := a.Weights()
+		return c == 10 && a.Phase() == "Progressing", a.Phase()
 	})
 }
 
 func TestPauseResumeAndPromote(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "accounts", 10, nil)
-	a.mesh(200)
-	a.runController(parsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 6s")), env.PrometheusURL)
-	a.release("accounts:v2", nil)
-	a.waitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.weights(); return c == 10, "" })
+	a := suite.NewApp(t, "accounts", 10, nil)
+	a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 6s")), suite.Env().PrometheusURL)
+	a.Release("accounts:v2", nil)
+	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
 
-	a.annotate(annotations.Pause, ptr("true"))
-	a.waitPhase("Paused", 10*time.Second)
+	a.Annotate(annotations.Pause, harness.Ptr("true"))
+	a.WaitPhase("Paused", 10*time.Second)
 	pausedAt := time.Now()
 	// Hold for longer than the stage: the weight must not move.
-	a.waitFor("two stage durations to pass", 30*time.Second, func() (bool, string) { return time.Since(pausedAt) > 12*time.Second, "" })
-	if _, c := a.weights(); c != 10 || a.phase() != "Paused" {
-		t.Fatalf("paused rollout moved: canary %d%%, phase %s", c, a.phase())
+	a.WaitFor("two stage durations to pass", 30*time.Second, func() (bool, string) { return time.Since(pausedAt) > 12*time.Second, "" })
+	if _, c := a.Weights(); c != 10 || a.Phase() != "Paused" {
+		t.Fatalf("paused rollout moved: canary %d%%, phase %s", c, a.Phase())
 	}
-	a.annotate(annotations.Pause, nil)
-	a.waitPhase("Progressing", 10*time.Second)
-	a.waitFor("canary at 50% after resuming", time.Minute, func() (bool, string) { _, c := a.weights(); return c == 50, "" })
+	a.Annotate(annotations.Pause, nil)
+	a.WaitPhase("Progressing", 10*time.Second)
+	a.WaitFor("canary at 50% after resuming", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 50, "" })
 
-	a.annotate(annotations.Promote, ptr("true"))
-	a.waitPhase("Succeeded", time.Minute)
-	d := a.stableDep()
+	a.Annotate(annotations.Promote, harness.Ptr("true"))
+	a.WaitPhase("Succeeded", time.Minute)
+	d := a.StableDep()
 	var st stages.State
-	must(t, json.Unmarshal([]byte(d.Annotations[annotations.State]), &st))
+	harness.Must(t, json.Unmarshal([]byte(d.Annotations[annotations.State]), &st))
 	if st.Result != stages.ResultManualPromoted {
 		t.Errorf("result %s, want %s", st.Result, stages.ResultManualPromoted)
 	}
@@ -252,56 +258,56 @@ func TestPauseResumeAndPromote(t *testing.T) {
 
 func TestCanaryRolloutUndoEndsTheRelease(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "search", 4, nil)
-	a.mesh(200)
-	a.runController(parsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 1h")), env.PrometheusURL)
-	a.release("search:v2", nil)
-	a.waitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.weights(); return c == 10, "" })
+	a := suite.NewApp(t, "search", 4, nil)
+	a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 1h")), suite.Env().PrometheusURL)
+	a.Release("search:v2", nil)
+	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
 	// kubectl rollout undo deployment/search-canary: back to stable's template.
-	a.release("payment:v1", nil)
-	a.waitPhase("RolledBack", 20*time.Second)
-	if s, c := a.weights(); s != 100 || c != 0 {
+	a.Release("payment:v1", nil)
+	a.WaitPhase("RolledBack", 20*time.Second)
+	if s, c := a.Weights(); s != 100 || c != 0 {
 		t.Errorf("weights %d/%d", s, c)
 	}
-	if !strings.Contains(a.stableDep().Annotations[annotations.Message], "returned to stable") {
-		t.Errorf("message %q", a.stableDep().Annotations[annotations.Message])
+	if !strings.Contains(a.StableDep().Annotations[annotations.Message], "returned to stable") {
+		t.Errorf("message %q", a.StableDep().Annotations[annotations.Message])
 	}
 }
 
 func TestNewRevisionMidRolloutRestartsFromTheFirstStage(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "catalog", 10, nil)
-	a.mesh(200)
-	a.runController(parsePolicies(t, fastPolicies), env.PrometheusURL)
-	log := a.recordWeights(t)
-	a.release("catalog:v2", nil)
-	a.waitFor("canary at 50%", time.Minute, func() (bool, string) { _, c := a.weights(); return c == 50, "" })
-	a.release("catalog:v3", nil)
-	a.waitEvent(stages.ReasonRolloutRestarted, "restarting from stage 1", 20*time.Second)
-	a.waitPhase("Succeeded", 3*time.Minute)
+	a := suite.NewApp(t, "catalog", 10, nil)
+	a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
+	log := recordWeights(t, a)
+	a.Release("catalog:v2", nil)
+	a.WaitFor("canary at 50%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 50, "" })
+	a.Release("catalog:v3", nil)
+	a.WaitEvent(stages.ReasonRolloutRestarted, "restarting from stage 1", 20*time.Second)
+	a.WaitPhase("Succeeded", 3*time.Minute)
 	seq := fmt.Sprint(log.sequence())
 	if !strings.HasPrefix(seq, "[0 10 50 0 10 50 100") {
 		t.Errorf("weights went %s, want a restart from 0 then 10, 50, 100", seq)
 	}
-	if img := a.stableDep().Spec.Template.Spec.Containers[0].Image; img != "catalog:v3" {
+	if img := a.StableDep().Spec.Template.Spec.Containers[0].Image; img != "catalog:v3" {
 		t.Errorf("stable runs %s", img)
 	}
 }
 
 func TestControllerRestartMidStageResumesWithoutShorteningIt(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "billing", 10, nil)
-	a.mesh(200)
-	pol := parsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 10s"))
-	first := a.runController(pol, env.PrometheusURL)
-	log := a.recordWeights(t)
-	a.release("billing:v2", nil)
-	a.waitFor("canary at 50%", 2*time.Minute, func() (bool, string) { _, c := a.weights(); return c == 50, "" })
+	a := suite.NewApp(t, "billing", 10, nil)
+	a.Mesh(200)
+	pol := harness.ParsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 10s"))
+	first := a.RunController(pol, suite.Env().PrometheusURL)
+	log := recordWeights(t, a)
+	a.Release("billing:v2", nil)
+	a.WaitFor("canary at 50%", 2*time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 50, "" })
 	first.Stop() // killed mid-stage
 	stoppedAt := time.Now()
-	a.waitFor("the controller to stay down for 4s", 10*time.Second, func() (bool, string) { return time.Since(stoppedAt) > 4*time.Second, "" })
-	a.runController(pol, env.PrometheusURL)
-	a.waitPhase("Succeeded", 3*time.Minute)
+	a.WaitFor("the controller to stay down for 4s", 10*time.Second, func() (bool, string) { return time.Since(stoppedAt) > 4*time.Second, "" })
+	a.RunController(pol, suite.Env().PrometheusURL)
+	a.WaitPhase("Succeeded", 3*time.Minute)
 
 	entries := log.get()
 	if got := fmt.Sprint(log.sequence()); got != "[0 10 50 100 0]" {
@@ -315,9 +321,9 @@ func TestControllerRestartMidStageResumesWithoutShorteningIt(t *testing.T) {
 			t.Errorf("stage at %d%% held %s, want at least its 10s", e.canary, held)
 		}
 	}
-	a.waitEvent(stages.ReasonPromoted, "", 10*time.Second)
+	a.WaitEvent(stages.ReasonPromoted, "", 10*time.Second)
 	promoted := 0
-	for _, e := range a.events() {
+	for _, e := range a.Events() {
 		if e.Reason == stages.ReasonPromoted {
 			promoted += int(e.Count)
 		}
@@ -336,10 +342,10 @@ type promProxy struct {
 }
 
 func newPromProxy(t *testing.T) *promProxy {
-	target, err := url.Parse(env.PrometheusURL)
-	must(t, err)
+	target, err := url.Parse(suite.Env().PrometheusURL)
+	harness.Must(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	harness.Must(t, err)
 	p := &promProxy{ln: ln}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -365,44 +371,44 @@ func (p *promProxy) url() string { return "http://" + p.ln.Addr().String() }
 
 func TestPrometheusOutageHoldsThenRollsBackWithoutPromoting(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "wallet", 10, nil)
-	a.mesh(200)
+	a := suite.NewApp(t, "wallet", 10, nil)
+	a.Mesh(200)
 	proxy := newPromProxy(t)
-	a.runController(parsePolicies(t, fastPolicies), proxy.url())
-	a.release("wallet:v2", nil)
-	a.waitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.weights(); return c == 10, "" })
+	a.RunController(harness.ParsePolicies(t, fastPolicies), proxy.url())
+	a.Release("wallet:v2", nil)
+	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
 	proxy.down.Store(true)
-	a.waitEvent(stages.ReasonMetricsUnavailable, "holding", 30*time.Second)
-	if _, c := a.weights(); c != 10 {
+	a.WaitEvent(stages.ReasonMetricsUnavailable, "holding", 30*time.Second)
+	if _, c := a.Weights(); c != 10 {
 		t.Errorf("weight moved to %d during the outage before the limit", c)
 	}
-	a.waitPhase("RolledBack", time.Minute)
-	if msg := a.stableDep().Annotations[annotations.Message]; !strings.Contains(msg, "metrics unavailable for 3 consecutive intervals") {
+	a.WaitPhase("RolledBack", time.Minute)
+	if msg := a.StableDep().Annotations[annotations.Message]; !strings.Contains(msg, "metrics unavailable for 3 consecutive intervals") {
 		t.Errorf("message %q", msg)
 	}
-	if img := a.stableDep().Spec.Template.Spec.Containers[0].Image; img != "payment:v1" {
+	if img := a.StableDep().Spec.Template.Spec.Containers[0].Image; img != "payment:v1" {
 		t.Errorf("promoted blind: stable runs %s", img)
 	}
 }
 
 func TestLowTrafficNeitherFailsNorPromotes(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "reports", 10, nil)
-	a.mesh(2) // the canary at 10% sees one request every five seconds
-	a.runController(parsePolicies(t, fastPolicies), env.PrometheusURL)
-	a.release("reports:v2", map[string]string{"sandbox.meshcanary.io/error-rate": "0.5"})
-	a.waitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.weights(); return c == 10, "" })
-	a.waitEvent(stages.ReasonAnalysisInconclusive, "minRequests", 30*time.Second)
+	a := suite.NewApp(t, "reports", 10, nil)
+	a.Mesh(2) // the canary at 10% sees one request every five seconds
+	a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
+	a.Release("reports:v2", map[string]string{"sandbox.meshcanary.io/error-rate": "0.5"})
+	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
+	a.WaitEvent(stages.ReasonAnalysisInconclusive, "minRequests", 30*time.Second)
 	started := time.Now()
-	a.waitFor("five stage durations to pass", time.Minute, func() (bool, string) { return time.Since(started) > 20*time.Second, "" })
-	d := a.stableDep()
+	a.WaitFor("five stage durations to pass", time.Minute, func() (bool, string) { return time.Since(started) > 20*time.Second, "" })
+	d := a.StableDep()
 	if p := d.Annotations[annotations.Phase]; p != "Progressing" {
 		t.Fatalf("phase %s (%s), want Progressing", p, d.Annotations[annotations.Message])
 	}
 	if s := d.Annotations[annotations.Stage]; s != "1/3" {
 		t.Fatalf("stage %s, want 1/3", s)
 	}
-	if _, c := a.weights(); c != 10 {
+	if _, c := a.Weights(); c != 10 {
 		t.Fatalf("canary weight %d, want 10", c)
 	}
 }
@@ -456,29 +462,29 @@ spec:
 		svc := fmt.Sprintf("bad-%d", i)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			a := newApp(t, svc, 2, c.ann)
+			a := suite.NewApp(t, svc, 2, c.ann)
 			if c.vs != "" {
-				must(t, a.dyn.Resource(controller.VirtualServiceGVR()).Namespace(a.ns).Delete(context.Background(), svc, metav1.DeleteOptions{}))
-				a.applyYAML(fmt.Sprintf(c.vs, svc), controller.VirtualServiceGVR())
+				harness.Must(t, a.Dyn().Resource(controller.VirtualServiceGVR()).Namespace(a.NS()).Delete(context.Background(), svc, metav1.DeleteOptions{}))
+				a.ApplyYAML(fmt.Sprintf(c.vs, svc), controller.VirtualServiceGVR())
 			}
-			before := a.vs()
-			a.runController(parsePolicies(t, fastPolicies), env.PrometheusURL)
-			a.waitPhase("Invalid", 30*time.Second)
-			msg := a.stableDep().Annotations[annotations.Message]
+			before := a.VS()
+			a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
+			a.WaitPhase("Invalid", 30*time.Second)
+			msg := a.StableDep().Annotations[annotations.Message]
 			if !strings.Contains(msg, c.want) {
 				t.Errorf("message %q does not name %q", msg, c.want)
 			}
-			a.waitEvent(stages.ReasonInvalidConfiguration, c.want, 10*time.Second)
+			a.WaitEvent(stages.ReasonInvalidConfiguration, c.want, 10*time.Second)
 			// A release while invalid must not touch traffic either.
-			a.release(svc+":v2", nil)
-			a.waitEvent(stages.ReasonInvalidConfiguration, "", 10*time.Second)
-			after := a.vs()
+			a.Release(svc+":v2", nil)
+			a.WaitEvent(stages.ReasonInvalidConfiguration, "", 10*time.Second)
+			after := a.VS()
 			if after.GetResourceVersion() != before.GetResourceVersion() {
 				b1, _ := json.Marshal(before.Object["spec"])
 				b2, _ := json.Marshal(after.Object["spec"])
 				t.Errorf("VirtualService changed:\n%s\n%s", b1, b2)
 			}
-			if r := *a.canaryDep().Spec.Replicas; r != 0 {
+			if r := *a.CanaryDep().Spec.Replicas; r != 0 {
 				t.Errorf("canary scaled to %d while invalid", r)
 			}
 		})
@@ -488,30 +494,30 @@ spec:
 func TestRejectedPolicyFileIsReportedOnTheDeploymentsThatNeedIt(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "policies.yaml")
-	must(t, os.WriteFile(path, []byte(fastPolicies), 0o600))
+	harness.Must(t, os.WriteFile(path, []byte(fastPolicies), 0o600))
 	store := policy.NewStore()
-	var rc atomic.Pointer[runningController]
+	var rc atomic.Pointer[harness.Controller]
 	w, err := policy.NewWatcher(path, store, func(error) {
 		if c := rc.Load(); c != nil {
-			c.ctrl.EnqueueAll()
+			c.Ctrl.EnqueueAll()
 		}
 	}, zerolog.Nop())
-	must(t, err)
+	harness.Must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	a := newApp(t, "invoices", 2, map[string]string{annotations.Policy: "payments"})
-	before := a.vs()
-	rc.Store(a.runControllerWithStore(store, env.PrometheusURL))
-	a.waitEvent(stages.ReasonInvalidConfiguration, `policy "payments" not found`, 30*time.Second)
+	a := suite.NewApp(t, "invoices", 2, map[string]string{annotations.Policy: "payments"})
+	before := a.VS()
+	rc.Store(a.RunControllerWithStore(store, suite.Env().PrometheusURL))
+	a.WaitEvent(stages.ReasonInvalidConfiguration, `policy "payments" not found`, 30*time.Second)
 
 	// A file that defines the policy but breaks the schema is rejected with
 	// every problem named, and the Deployment says why its policy is missing.
 	bad := "policies:\n- name: payments\n  interval: 500ms\n  failureLimit: -1\n"
 	writeAtomically(t, path, bad)
-	ev := a.waitEvent(stages.ReasonInvalidConfiguration, "policies[0].interval", 30*time.Second)
+	ev := a.WaitEvent(stages.ReasonInvalidConfiguration, "policies[0].interval", 30*time.Second)
 	for _, want := range []string{"rejected", "policies[0].failureLimit"} {
 		if !strings.Contains(ev.Message, want) {
 			t.Errorf("event %q does not name %s", ev.Message, want)
@@ -522,8 +528,8 @@ func TestRejectedPolicyFileIsReportedOnTheDeploymentsThatNeedIt(t *testing.T) {
 	}
 	// Fixing the file resumes: the Deployment leaves Invalid.
 	writeAtomically(t, path, strings.Replace(fastPolicies, "name: default", "name: payments", 1))
-	a.waitPhase("Idle", 30*time.Second)
-	if after := a.vs(); after.GetResourceVersion() != before.GetResourceVersion() {
+	a.WaitPhase("Idle", 30*time.Second)
+	if after := a.VS(); after.GetResourceVersion() != before.GetResourceVersion() {
 		t.Errorf("VirtualService changed while the configuration was invalid")
 	}
 }
@@ -533,6 +539,32 @@ func TestRejectedPolicyFileIsReportedOnTheDeploymentsThatNeedIt(t *testing.T) {
 func writeAtomically(t *testing.T, path, content string) {
 	t.Helper()
 	tmp := path + ".tmp"
-	must(t, os.WriteFile(tmp, []byte(content), 0o600))
-	must(t, os.Rename(tmp, path))
+	harness.Must(t, os.WriteFile(tmp, []byte(content), 0o600))
+	harness.Must(t, os.Rename(tmp, path))
+}
+
+func TestStableScaleChangeDuringARolloutRescalesTheCanary(t *testing.T) {
+	t.Parallel()
+	a := suite.NewApp(t, "cart", 10, nil)
+	sim := a.Mesh(200)
+	a.RunController(harness.ParsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 8s")), suite.Env().PrometheusURL)
+	a.Release("cart:v2", nil)
+	a.WaitFor("canary at 50%", 2*time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 50, "" })
+	a.PatchDeploymentMerge(a.Name(), map[string]any{"spec": map[string]any{"replicas": 20}})
+	a.WaitFor("the canary to follow stable to 10 replicas at 50%", 30*time.Second, func() (bool, string) {
+		r := *a.CanaryDep().Spec.Replicas
+		return r == 10, fmt.Sprint(r)
+	})
+	a.WaitFor("the canary at 100% with stable's 20 replicas", 2*time.Minute, func() (bool, string) {
+		_, c := a.Weights()
+		r := *a.CanaryDep().Spec.Replicas
+		return c == 100 && r == 20, fmt.Sprintf("weight %d replicas %d", c, r)
+	})
+	a.WaitPhase("Succeeded", 2*time.Minute)
+	if r := a.StableDep().Status.AvailableReplicas; r != 20 {
+		t.Errorf("stable has %d available replicas after promotion, want 20", r)
+	}
+	if truth := sim.TruthByService(a.NS(), a.Name()); truth.Failed != 0 {
+		t.Errorf("%d of %d requests failed during the rollout", truth.Failed, truth.Sent)
+	}
 }

@@ -1,4 +1,4 @@
-package integration
+package harness
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -37,35 +39,50 @@ import (
 	"github.com/meshcanary/meshcanary/internal/testenv"
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/controller"
+	"github.com/meshcanary/meshcanary/pkg/gates"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/policy"
 	"github.com/meshcanary/meshcanary/test/meshsim"
 )
 
-// env is the one local control plane this package's tests share; each test
-// works in its own namespace with its own controller and simulated mesh.
-var env *testenv.Env
-
-func TestMain(m *testing.M) {
-	testenv.Main(m, testenv.Options{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "testenv: "+f+"\n", a...) }}, &env)
+// Suite is one test package's shared local control plane: each test works
+// in its own namespace with its own controller and simulated mesh.
+type Suite struct {
+	env *testenv.Env
+	// scrapes keeps Prometheus' scrape configuration in step with the
+	// simulated meshes of the tests running now.
+	mu      sync.Mutex
+	targets map[string]string // job -> address
 }
 
-func clients(t testing.TB) (kubernetes.Interface, dynamic.Interface) {
+// NewSuite returns a Suite; Main fills in its environment.
+func NewSuite() *Suite { return &Suite{targets: map[string]string{}} }
+
+// Main is the test package's TestMain: one control plane for all its tests.
+func (s *Suite) Main(m *testing.M) {
+	testenv.Main(m, testenv.Options{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "testenv: "+f+"\n", a...) }}, &s.env)
+}
+
+// Env is the running control plane.
+func (s *Suite) Env() *testenv.Env { return s.env }
+
+func (s *Suite) clients(t testing.TB) (kubernetes.Interface, dynamic.Interface) {
 	t.Helper()
-	k, err := kubernetes.NewForConfig(env.Config)
+	k, err := kubernetes.NewForConfig(s.env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dynamic.NewForConfig(env.Config)
+	d, err := dynamic.NewForConfig(s.env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k, d
 }
 
-// app is the canary model users set up: stable and canary Deployments,
+// App is the canary model users set up: stable and canary Deployments,
 // a Service, a DestinationRule with the two subsets and a VirtualService.
-type app struct {
+type App struct {
+	s      *Suite
 	t      testing.TB
 	ns     string
 	name   string
@@ -73,7 +90,12 @@ type app struct {
 	dyn    dynamic.Interface
 	extra  map[string]string // extra annotations on stable
 	stable int32
+	// notifier, when set, receives the controller's notifications.
+	notifier controller.Notifier
 }
+
+// SetNotifier makes the next RunController send notifications to n.
+func (a *App) SetNotifier(n controller.Notifier) { a.notifier = n }
 
 const vsYAML = `apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -110,11 +132,11 @@ spec:
     labels: {track: canary}
 `
 
-func newApp(t testing.TB, name string, stableReplicas int32, extra map[string]string) *app {
+func (s *Suite) NewApp(t testing.TB, name string, stableReplicas int32, extra map[string]string) *App {
 	t.Helper()
-	k, d := clients(t)
-	a := &app{t: t, ns: env.NewNamespace(t), name: name, kube: k, dyn: d, extra: extra, stable: stableReplicas}
-	env.DumpLogsOnFailure(t)
+	k, d := s.clients(t)
+	a := &App{s: s, t: t, ns: s.env.NewNamespace(t), name: name, kube: k, dyn: d, extra: extra, stable: stableReplicas}
+	s.env.DumpLogsOnFailure(t)
 	ctx := context.Background()
 	ann := map[string]string{annotations.Enabled: "true"}
 	for k, v := range extra {
@@ -135,18 +157,18 @@ func newApp(t testing.TB, name string, stableReplicas int32, extra map[string]st
 			},
 		}
 	}
-	must(t, create(ctx, k, a.ns, mk(name, "stable", stableReplicas, ann)))
-	must(t, create(ctx, k, a.ns, mk(name+"-canary", "canary", 0, nil)))
+	Must(t, create(ctx, k, a.ns, mk(name, "stable", stableReplicas, ann)))
+	Must(t, create(ctx, k, a.ns, mk(name+"-canary", "canary", 0, nil)))
 	_, err := k.CoreV1().Services(a.ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name},
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
 	}, metav1.CreateOptions{})
-	must(t, err)
-	a.applyYAML(fmt.Sprintf(drYAML, name), controller.DestinationRuleGVR())
-	a.applyYAML(fmt.Sprintf(vsYAML, name), controller.VirtualServiceGVR())
-	a.waitFor("stable pods available", 30*time.Second, func() (bool, string) {
-		dep := a.deployment(name)
+	Must(t, err)
+	a.ApplyYAML(fmt.Sprintf(drYAML, name), controller.DestinationRuleGVR())
+	a.ApplyYAML(fmt.Sprintf(vsYAML, name), controller.VirtualServiceGVR())
+	a.WaitFor("stable pods available", 30*time.Second, func() (bool, string) {
+		dep := a.Deployment(name)
 		return dep.Status.AvailableReplicas == stableReplicas, fmt.Sprintf("%d available", dep.Status.AvailableReplicas)
 	})
 	return a
@@ -157,36 +179,45 @@ func create(ctx context.Context, k kubernetes.Interface, ns string, d *appsv1.De
 	return err
 }
 
-func must(t testing.TB, err error) {
+// Must fails the test on err.
+func Must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (a *app) applyYAML(doc string, gvr schema.GroupVersionResource) {
+func (a *App) ApplyYAML(doc string, gvr schema.GroupVersionResource) {
 	a.t.Helper()
 	u := &unstructured.Unstructured{}
-	must(a.t, yaml.Unmarshal([]byte(doc), &u.Object))
+	Must(a.t, yaml.Unmarshal([]byte(doc), &u.Object))
 	_, err := a.dyn.Resource(gvr).Namespace(a.ns).Create(context.Background(), u, metav1.CreateOptions{})
-	must(a.t, err)
+	Must(a.t, err)
 }
 
-func (a *app) deployment(name string) *appsv1.Deployment {
+func (a *App) Deployment(name string) *appsv1.Deployment {
 	a.t.Helper()
 	d, err := a.kube.AppsV1().Deployments(a.ns).Get(context.Background(), name, metav1.GetOptions{})
-	must(a.t, err)
+	Must(a.t, err)
 	return d
 }
 
-func (a *app) stableDep() *appsv1.Deployment { return a.deployment(a.name) }
-func (a *app) canaryDep() *appsv1.Deployment { return a.deployment(a.name + "-canary") }
+// NS is the app's namespace, Name its stable Deployment's name.
+func (a *App) NS() string   { return a.ns }
+func (a *App) Name() string { return a.name }
 
-func (a *app) phase() string { return a.stableDep().Annotations[annotations.Phase] }
+// Kube and Dyn are admin clients of the control plane.
+func (a *App) Kube() kubernetes.Interface { return a.kube }
+func (a *App) Dyn() dynamic.Interface     { return a.dyn }
+
+func (a *App) StableDep() *appsv1.Deployment { return a.Deployment(a.name) }
+func (a *App) CanaryDep() *appsv1.Deployment { return a.Deployment(a.name + "-canary") }
+
+func (a *App) Phase() string { return a.StableDep().Annotations[annotations.Phase] }
 
 // release changes the canary's pod template, as `kubectl set image` or a
 // GitOps commit would; podAnnotations set the simulated behaviour.
-func (a *app) release(image string, podAnnotations map[string]string) {
+func (a *App) Release(image string, podAnnotations map[string]string) {
 	a.t.Helper()
 	ann := map[string]any{"sandbox.meshcanary.io/latency": "20ms", "sandbox.meshcanary.io/error-rate": nil}
 	for k, v := range podAnnotations {
@@ -196,43 +227,43 @@ func (a *app) release(image string, podAnnotations map[string]string) {
 		"metadata": map[string]any{"annotations": ann},
 		"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": image}}},
 	}}}
-	a.patchDeployment(a.name+"-canary", patch)
+	a.PatchDeployment(a.name+"-canary", patch)
 }
 
-func (a *app) patchDeployment(name string, patch any) {
+func (a *App) PatchDeployment(name string, patch any) {
 	a.t.Helper()
 	b, err := jsonMarshal(patch)
-	must(a.t, err)
+	Must(a.t, err)
 	_, err = a.kube.AppsV1().Deployments(a.ns).Patch(context.Background(), name, types.StrategicMergePatchType, b, metav1.PatchOptions{})
-	must(a.t, err)
+	Must(a.t, err)
 }
 
 // annotate writes an annotation on the stable Deployment, as
 // `kubectl annotate --overwrite` does (value nil removes it).
-func (a *app) annotate(key string, value *string) {
+func (a *App) Annotate(key string, value *string) {
 	a.t.Helper()
-	a.patchDeploymentMerge(a.name, map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: value}}})
+	a.PatchDeploymentMerge(a.name, map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: value}}})
 }
 
-func (a *app) patchDeploymentMerge(name string, patch any) {
+func (a *App) PatchDeploymentMerge(name string, patch any) {
 	a.t.Helper()
 	b, err := jsonMarshal(patch)
-	must(a.t, err)
+	Must(a.t, err)
 	_, err = a.kube.AppsV1().Deployments(a.ns).Patch(context.Background(), name, types.MergePatchType, b, metav1.PatchOptions{})
-	must(a.t, err)
+	Must(a.t, err)
 }
 
-func (a *app) vs() *unstructured.Unstructured {
+func (a *App) VS() *unstructured.Unstructured {
 	a.t.Helper()
 	u, err := a.dyn.Resource(controller.VirtualServiceGVR()).Namespace(a.ns).Get(context.Background(), a.name, metav1.GetOptions{})
-	must(a.t, err)
+	Must(a.t, err)
 	return u
 }
 
 // weights reads the stable and canary weights of the "primary" route.
-func (a *app) weights() (stable, canary int) {
+func (a *App) Weights() (stable, canary int) {
 	a.t.Helper()
-	routes, _, _ := unstructured.NestedSlice(a.vs().Object, "spec", "http")
+	routes, _, _ := unstructured.NestedSlice(a.VS().Object, "spec", "http")
 	for _, r := range routes {
 		rm := r.(map[string]any)
 		if rm["name"] != "primary" {
@@ -254,7 +285,7 @@ func (a *app) weights() (stable, canary int) {
 
 // waitFor polls until cond holds or the deadline passes; it never sleeps a
 // fixed time as a way of waiting for something.
-func (a *app) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
+func (a *App) WaitFor(what string, timeout time.Duration, cond func() (bool, string)) {
 	a.t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""
@@ -274,28 +305,28 @@ func (a *app) waitFor(what string, timeout time.Duration, cond func() (bool, str
 // pollPause is the interval between two polls of a condition.
 func pollPause() { <-time.After(100 * time.Millisecond) }
 
-func (a *app) waitPhase(p string, timeout time.Duration) {
+func (a *App) WaitPhase(p string, timeout time.Duration) {
 	a.t.Helper()
-	a.waitFor("phase "+p, timeout, func() (bool, string) {
-		d := a.stableDep()
+	a.WaitFor("phase "+p, timeout, func() (bool, string) {
+		d := a.StableDep()
 		return d.Annotations[annotations.Phase] == p, d.Annotations[annotations.Phase] + ": " + d.Annotations[annotations.Message]
 	})
 }
 
-func (a *app) events() []corev1.Event {
+func (a *App) Events() []corev1.Event {
 	a.t.Helper()
 	l, err := a.kube.CoreV1().Events(a.ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + a.name})
-	must(a.t, err)
+	Must(a.t, err)
 	sort.Slice(l.Items, func(i, j int) bool { return l.Items[i].LastTimestamp.Before(&l.Items[j].LastTimestamp) })
 	return l.Items
 }
 
-func (a *app) waitEvent(reason, contains string, timeout time.Duration) corev1.Event {
+func (a *App) WaitEvent(reason, contains string, timeout time.Duration) corev1.Event {
 	a.t.Helper()
 	var found corev1.Event
-	a.waitFor("event "+reason, timeout, func() (bool, string) {
+	a.WaitFor("event "+reason, timeout, func() (bool, string) {
 		var seen []string
-		for _, e := range a.events() {
+		for _, e := range a.Events() {
 			seen = append(seen, e.Reason)
 			if e.Reason == reason && strings.Contains(e.Message, contains) {
 				found = e
@@ -309,31 +340,41 @@ func (a *app) waitEvent(reason, contains string, timeout time.Duration) corev1.E
 
 // runController runs the controller in-process, scoped to the app's
 // namespace, until the test ends or stop is called.
-type runningController struct {
+// Controller is a controller running in-process for one test.
+type Controller struct {
 	stop  context.CancelFunc
 	done  chan struct{}
 	store *policy.Store
-	ctrl  *controller.Controller
+	Ctrl  *controller.Controller
 }
 
-func (a *app) runController(policies *policy.File, promURL string) *runningController {
+func (a *App) RunController(policies *policy.File, promURL string) *Controller {
 	a.t.Helper()
 	store := policy.NewStore()
 	store.Set(policies)
-	return a.runControllerWithStore(store, promURL)
+	return a.RunControllerWithStore(store, promURL)
 }
 
-func (a *app) runControllerWithStore(store *policy.Store, promURL string) *runningController {
+func (a *App) RunControllerWithStore(store *policy.Store, promURL string) *Controller {
 	a.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	factory := informers.NewSharedInformerFactoryWithOptions(a.kube, 0, informers.WithNamespace(a.ns))
 	dynFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, 0, a.ns, nil)
 	pc, err := promapi.NewClient(promapi.Config{Address: promURL})
-	must(a.t, err)
+	Must(a.t, err)
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.kube.CoreV1().Events("")})
 	log := zerolog.New(zerolog.NewTestWriter(a.t)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	var ctrl atomic.Pointer[controller.Controller]
+	runner := gates.NewRunner(gates.Options{Log: log, Done: func(k string) {
+		if c := ctrl.Load(); c != nil {
+			c.Enqueue(k)
+		}
+	}})
+	go runner.Run(ctx)
 	c, err := controller.New(controller.Config{
+		Gates:            runner,
+		Notifier:         a.notifier,
 		Kube:             a.kube,
 		Dynamic:          a.dyn,
 		Deploys:          factory.Apps().V1().Deployments(),
@@ -347,10 +388,11 @@ func (a *app) runControllerWithStore(store *policy.Store, promURL string) *runni
 		Log:              log,
 		ProgressDeadline: time.Minute,
 	})
-	must(a.t, err)
+	Must(a.t, err)
+	ctrl.Store(c)
 	factory.Start(ctx.Done())
 	dynFactory.Start(ctx.Done())
-	rc := &runningController{stop: cancel, done: make(chan struct{}), store: store, ctrl: c}
+	rc := &Controller{stop: cancel, done: make(chan struct{}), store: store, Ctrl: c}
 	go func() {
 		defer close(rc.done)
 		_ = c.Run(ctx)
@@ -362,14 +404,14 @@ func (a *app) runControllerWithStore(store *policy.Store, promURL string) *runni
 
 // Stop ends the controller abruptly, as a killed process would: whatever it
 // was doing is cut off mid-flight.
-func (rc *runningController) Stop() {
+func (rc *Controller) Stop() {
 	rc.stop()
 	<-rc.done
 }
 
 // mesh runs the simulated data plane for the app's service and registers it
 // as a Prometheus scrape target for the test's lifetime.
-func (a *app) mesh(rps float64) *meshsim.Sim {
+func (a *App) Mesh(rps float64) *meshsim.Sim {
 	a.t.Helper()
 	reg := prometheus.NewRegistry()
 	sim, err := meshsim.New(meshsim.Config{
@@ -378,15 +420,15 @@ func (a *app) mesh(rps float64) *meshsim.Sim {
 		MaxDuration: 10 * time.Minute, MaxRequests: 10_000_000, Seed: 1,
 		Registry: reg,
 	})
-	must(a.t, err)
+	Must(a.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = sim.Run(ctx) }()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(a.t, err)
+	Must(a.t, err)
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	scrapes.add(a.t, a.ns, ln.Addr().String())
+	a.s.addScrape(a.t, a.ns, ln.Addr().String())
 	a.t.Cleanup(func() { cancel(); <-done; _ = srv.Close() })
 	select {
 	case <-sim.Ready():
@@ -396,30 +438,21 @@ func (a *app) mesh(rps float64) *meshsim.Sim {
 	return sim
 }
 
-// scrapeTargets keeps the Prometheus scrape configuration in step with the
-// simulated meshes of the tests running now.
-type scrapeTargets struct {
-	mu      sync.Mutex
-	targets map[string]string // job -> address
-}
-
-var scrapes = &scrapeTargets{targets: map[string]string{}}
-
-func (s *scrapeTargets) add(t testing.TB, job, addr string) {
+func (s *Suite) addScrape(t testing.TB, job, addr string) {
 	t.Helper()
 	s.mu.Lock()
 	s.targets[job] = addr
-	must(t, env.SetScrapeConfigs(context.Background(), s.render()))
+	Must(t, s.env.SetScrapeConfigs(context.Background(), s.render()))
 	s.mu.Unlock()
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.targets, job)
-		_ = env.SetScrapeConfigs(context.Background(), s.render())
+		_ = s.env.SetScrapeConfigs(context.Background(), s.render())
 	})
 }
 
-func (s *scrapeTargets) render() string {
+func (s *Suite) render() string {
 	jobs := make([]string, 0, len(s.targets))
 	for j := range s.targets {
 		jobs = append(jobs, j)
@@ -432,13 +465,127 @@ func (s *scrapeTargets) render() string {
 	return b.String()
 }
 
-func parsePolicies(t testing.TB, doc string) *policy.File {
+func ParsePolicies(t testing.TB, doc string) *policy.File {
 	t.Helper()
 	f, err := policy.Parse([]byte(doc))
-	must(t, err)
+	Must(t, err)
 	return f
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-func ptr[T any](v T) *T { return &v }
+// Ptr returns a pointer to v, for annotation values.
+func Ptr[T any](v T) *T { return &v }
+
+// manifestKinds maps the kinds NewAppFromManifest creates to their
+// resources; the bool says whether the kind lives in a namespace.
+var manifestKinds = map[string]struct {
+	gvr        schema.GroupVersionResource
+	namespaced bool
+}{
+	"Namespace":       {schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, false},
+	"Service":         {schema.GroupVersionResource{Version: "v1", Resource: "services"}, true},
+	"ConfigMap":       {schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, true},
+	"Deployment":      {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, true},
+	"DestinationRule": {controller.DestinationRuleGVR(), true},
+	"VirtualService":  {controller.VirtualServiceGVR(), true},
+}
+
+// NewAppFromManifest creates an app from a multi-document YAML manifest
+// (such as hack/demo/app.yaml) in the fixed namespace its Namespace
+// document names, rather than in a namespace of the test's own: for tests
+// that run commands written for people, which name the namespace. Every
+// object is created as written except that edit, when not nil, may change
+// each one first (for example the stable Deployment's annotations).
+//
+// The namespace must not be in use by another test at the same time. When
+// a namespace of that name from an earlier test is still terminating,
+// NewAppFromManifest waits for it to be gone; when t ends, the namespace
+// is deleted and its deletion awaited, so that the next test can use the
+// name again. name is the stable Deployment; the call returns once its
+// pods are available.
+func (s *Suite) NewAppFromManifest(t testing.TB, manifest []byte, name string, edit func(*unstructured.Unstructured)) *App {
+	t.Helper()
+	k, d := s.clients(t)
+	var objs []*unstructured.Unstructured
+	ns := ""
+	for _, doc := range strings.Split("\n"+string(manifest), "\n---") {
+		u := &unstructured.Unstructured{}
+		Must(t, yaml.Unmarshal([]byte(doc), &u.Object))
+		if len(u.Object) == 0 {
+			continue
+		}
+		if _, ok := manifestKinds[u.GetKind()]; !ok {
+			t.Fatalf("NewAppFromManifest: kind %q is not supported", u.GetKind())
+		}
+		if u.GetKind() == "Namespace" {
+			ns = u.GetName()
+		}
+		if edit != nil {
+			edit(u)
+		}
+		objs = append(objs, u)
+	}
+	if ns == "" {
+		t.Fatal("NewAppFromManifest: the manifest has no Namespace")
+	}
+	a := &App{s: s, t: t, ns: ns, name: name, kube: k, dyn: d}
+	s.env.DumpLogsOnFailure(t)
+	waitNamespaceGone(t, k, ns)
+	t.Cleanup(func() {
+		err := k.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting namespace %s: %v", ns, err)
+			return
+		}
+		waitNamespaceGone(t, k, ns)
+	})
+	ctx := context.Background()
+	for _, u := range objs {
+		kind := manifestKinds[u.GetKind()]
+		var err error
+		if kind.namespaced {
+			_, err = d.Resource(kind.gvr).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
+		} else {
+			_, err = d.Resource(kind.gvr).Create(ctx, u, metav1.CreateOptions{})
+		}
+		Must(t, err)
+		if u.GetKind() == "Namespace" {
+			// As testenv.NewNamespace: pods are refused until their
+			// ServiceAccount exists.
+			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}
+			if _, err := k.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	dep := a.Deployment(name)
+	if dep.Spec.Replicas != nil {
+		a.stable = *dep.Spec.Replicas
+	}
+	a.WaitFor("stable pods available", time.Minute, func() (bool, string) {
+		dep := a.Deployment(name)
+		return dep.Status.AvailableReplicas == a.stable, fmt.Sprintf("%d available", dep.Status.AvailableReplicas)
+	})
+	return a
+}
+
+// waitNamespaceGone waits until namespace ns no longer exists.
+func waitNamespaceGone(t testing.TB, k kubernetes.Interface, ns string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := k.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("namespace %s still exists after 2m (last error: %v)", ns, err)
+		}
+		pollPause()
+	}
+}
+
+// Kubeconfig is the path of an admin kubeconfig for the control plane, for
+// tests that run kubectl or the built binary.
+func (s *Suite) Kubeconfig() string { return s.env.Kubeconfig }

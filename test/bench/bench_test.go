@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/controller"
+	"github.com/meshcanary/meshcanary/pkg/virtualservice"
+	"github.com/meshcanary/meshcanary/test/harness"
+)
+
+var suite = harness.NewSuite()
+
+func TestMain(m *testing.M) { suite.Main(m) }
+
+// detectionPolicy is the production shape (10 s analysis interval, two
+// consecutive failures) with one long stage at the weight under test, so
+// the regression is met there and nowhere else.
+const detectionPolicy = `
+policies:
+- name: default
+  interval: 10s
+  minRequests: 20
+  failureLimit: 2
+  metricsOutageLimit: 5
+  checks:
+  - {metric: error-rate, max: "1%%", maxIncrease: "1%%"}
+  - {metric: latency-p95, maxRatio: 1.5}
+  stages:
+  - {weight: %d, duration: 1h}
+  - {weight: 100, duration: 1h}
+`
+
+// BenchmarkDetectionTime: a healthy canary reaches the stage, then its pods
+// start failing 5% of requests (the pods' behaviour changes, the template
+// does not, so this is the same release going bad). Measured: onset to the
+// VirtualService at 100/0, at 50 requests per second and a 1 s scrape.
+func BenchmarkDetectionTime(b *testing.B) {
+	for _, weight := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("stage=%d%%", weight), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				a := suite.NewApp(b, fmt.Sprintf("detect-%d-%d", weight, i), 10, nil)
+				sim := a.Mesh(50)
+				a.RunController(harness.ParsePolicies(b, fmt.Sprintf(detectionPolicy, weight)), suite.Env().PrometheusURL)
+				a.Release("payment:v2", nil)
+				a.WaitFor("the canary at its stage", 2*time.Minute, func() (bool, string) { _, c := a.Weights(); return c == weight, "" })
+				before := sim.Truth(a.NS(), a.Name()+"-canary")
+				onset := time.Now()
+				podsFail(b, a, "0.05")
+				a.WaitFor("the VirtualService back at 100/0", 15*time.Minute, func() (bool, string) {
+					_, c := a.Weights()
+					return c == 0, a.StableDep().Annotations[annotations.Message]
+				})
+				detect := time.Since(onset)
+				failed := sim.Truth(a.NS(), a.Name()+"-canary").Failed - before.Failed
+				b.ReportMetric(detect.Seconds(), "s-to-detect")
+				b.ReportMetric(detect.Seconds()/10, "intervals")
+				b.ReportMetric(float64(failed), "failed-canary-requests")
+				b.Logf("stage %d%%: detected in %s (%.1f intervals of 10s), %d failed canary requests: %s",
+					weight, detect.Round(100*time.Millisecond), detect.Seconds()/10, failed, a.StableDep().Annotations[annotations.Message])
+			}
+		})
+	}
+}
+
+// podsFail changes the simulated behaviour of the running canary pods.
+func podsFail(tb testing.TB, a *harness.App, rate string) {
+	tb.Helper()
+	ctx := context.Background()
+	pods, err := a.Kube().CoreV1().Pods(a.NS()).List(ctx, metav1.ListOptions{LabelSelector: "track=canary"})
+	harness.Must(tb, err)
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{"sandbox.meshcanary.io/error-rate": rate}}})
+	for _, p := range pods.Items {
+		_, err := a.Kube().CoreV1().Pods(a.NS()).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		harness.Must(tb, err)
+	}
+}
+
+const rollbackPolicy = `
+policies:
+- name: default
+  interval: 10s
+  stages:
+  - {weight: 50, duration: 1h}
+`
+
+// BenchmarkManualRollbackReaction: the annotation written (request sent) to
+// the VirtualService at 100/0 (the watch event received), over many
+// rollbacks. Set BENCH_ROLLBACKS to change the count (default 50).
+func BenchmarkManualRollbackReaction(b *testing.B) {
+	n := 50
+	if v, err := strconv.Atoi(os.Getenv("BENCH_ROLLBACKS")); err == nil && v > 0 {
+		n = v
+	}
+	for i := 0; i < b.N; i++ {
+		a := suite.NewApp(b, fmt.Sprintf("rollback-%d", i), 2, nil)
+		a.Mesh(50)
+		a.RunController(harness.ParsePolicies(b, rollbackPolicy), suite.Env().PrometheusURL)
+		var reactions []time.Duration
+		for r := 0; r < n; r++ {
+			a.Release(fmt.Sprintf("payment:v%d", r+2), nil)
+			a.WaitFor("the canary at 50%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 50, a.Phase() })
+			reactions = append(reactions, timeRollback(b, a, fmt.Sprintf("bench %d", r)))
+			a.WaitFor("the rollback to settle", time.Minute, func() (bool, string) {
+				return a.Phase() == "RolledBack" && *a.CanaryDep().Spec.Replicas == 0, a.Phase()
+			})
+		}
+		slices.Sort(reactions)
+		p50 := reactions[len(reactions)/2]
+		p99 := reactions[min(len(reactions)-1, len(reactions)*99/100)]
+		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(reactions[len(reactions)-1].Microseconds())/1000, "max-ms")
+		b.Logf("%d manual rollbacks: p50 %s, p99 %s, max %s", n, p50, p99, reactions[len(reactions)-1])
+	}
+}
+
+// timeRollback writes the rollback annotation and waits for the
+// VirtualService's watch event that carries canary weight 0.
+func timeRollback(tb testing.TB, a *harness.App, reason string) time.Duration {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vsc := a.Dyn().Resource(controller.VirtualServiceGVR()).Namespace(a.NS())
+	cur := a.VS()
+	w, err := vsc.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + a.Name(), ResourceVersion: cur.GetResourceVersion()})
+	harness.Must(tb, err)
+	defer w.Stop()
+	start := time.Now()
+	a.Annotate(annotations.Rollback, harness.Ptr(reason))
+	for ev := range w.ResultChan() {
+		if ev.Type != watch.Modified {
+			continue
+		}
+		u, ok := ev.Object.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		m, err := virtualservice.Find(u.Object, virtualservice.Target{StableSubset: "stable", CanarySubset: "canary", Namespace: a.NS()})
+		if err == nil && m.CanaryWeight == 0 {
+			return time.Since(start)
+		}
+	}
+	tb.Fatalf("no VirtualService event with canary weight 0 within a minute")
+	return 0
+}
+
+const promotionPolicy = `
+policies:
+- name: default
+  interval: 2s
+  minRequests: 10
+  checks:
+  - {metric: error-rate, max: "1%"}
+  stages:
+  - {weight: 1, duration: 5s}
+  - {weight: 10, duration: 5s}
+  - {weight: 50, duration: 5s}
+  - {weight: 100, duration: 5s}
+`
+
+// BenchmarkPromotionFailedRequests: failed requests caused by traffic
+// shifting during a full release of a healthy canary, at 200 requests per
+// second, from the first stage through promotion to the canary at zero.
+func BenchmarkPromotionFailedRequests(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		a := suite.NewApp(b, fmt.Sprintf("promote-%d", i), 10, nil)
+		sim := a.Mesh(200)
+		a.RunController(harness.ParsePolicies(b, promotionPolicy), suite.Env().PrometheusURL)
+		before := sim.TruthByService(a.NS(), a.Name())
+		start := time.Now()
+		a.Release("payment:v2", nil)
+		a.WaitPhase("Succeeded", 3*time.Minute)
+		a.WaitFor("the canary at zero", time.Minute, func() (bool, string) { return *a.CanaryDep().Spec.Replicas == 0, "" })
+		after := sim.TruthByService(a.NS(), a.Name())
+		b.ReportMetric(float64(after.Failed-before.Failed), "failed-requests")
+		b.ReportMetric(float64(after.Sent-before.Sent), "requests")
+		b.Logf("full promotion in %s: %d requests, %d failed (%d no healthy upstream)",
+			time.Since(start).Round(time.Second), after.Sent-before.Sent, after.Failed-before.Failed, after.UH-before.UH)
+	}
+}
