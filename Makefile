@@ -30,6 +30,7 @@ build: ## build bin/meshcanary
 .PHONY: test
 test: tools ## run every test: unit (with -race), integration and end-to-end against a real local control plane
 	@mkdir -p .cache
+	$(GO) vet ./...
 	@echo "== unit tests (-race)"
 	$(GOTESTSUM) --format pkgname-and-test-fails --jsonfile .cache/unit.json -- -race -count=1 $(UNIT_PKGS)
 	@echo "== integration and end-to-end tests (local control plane, Prometheus)"

@@ -24,31 +24,10 @@ usage() {
 deployment=$1
 image=$2
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-# meshcanary_cmd fills the array mc with the meshcanary command to run.
-meshcanary_cmd() {
-  if [[ -n ${MESHCANARY:-} ]]; then
-    read -r -a mc <<<"$MESHCANARY"
-  elif command -v kubectl >/dev/null && command -v kubectl-meshcanary >/dev/null; then
-    mc=(kubectl meshcanary)
-  elif command -v meshcanary >/dev/null; then
-    mc=(meshcanary)
-  elif [[ -x $root/bin/meshcanary ]]; then
-    mc=("$root/bin/meshcanary")
-  else
-    echo "deploy-canary: meshcanary not found: install the kubectl plugin (kubectl-meshcanary), put meshcanary on PATH, or run make build" >&2
-    exit 1
-  fi
-}
-meshcanary_cmd
-
-# ${ns[@]+...} below: an empty array is "unbound" to set -u in bash 3
-# (macOS).
-ns=()
-if [[ -n ${NAMESPACE:-} ]]; then
-  ns=(-n "$NAMESPACE")
-fi
+# shellcheck source=lib/meshcanary.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/meshcanary.sh"
+meshcanary_cmd deploy-canary
+namespace_flags
 
 canary=$(kubectl ${ns[@]+"${ns[@]}"} get deployment "$deployment" -o 'jsonpath={.metadata.annotations.meshcanary\.io/canary}')
 canary=${canary:-$deployment-canary}

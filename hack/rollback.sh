@@ -20,30 +20,9 @@ usage() {
 deployment=$1
 reason=$2
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-# meshcanary_cmd fills the array mc with the meshcanary command to run.
-meshcanary_cmd() {
-  if [[ -n ${MESHCANARY:-} ]]; then
-    read -r -a mc <<<"$MESHCANARY"
-  elif command -v kubectl >/dev/null && command -v kubectl-meshcanary >/dev/null; then
-    mc=(kubectl meshcanary)
-  elif command -v meshcanary >/dev/null; then
-    mc=(meshcanary)
-  elif [[ -x $root/bin/meshcanary ]]; then
-    mc=("$root/bin/meshcanary")
-  else
-    echo "rollback: meshcanary not found: install the kubectl plugin (kubectl-meshcanary), put meshcanary on PATH, or run make build" >&2
-    exit 1
-  fi
-}
-meshcanary_cmd
-
-# ${ns[@]+...} below: an empty array is "unbound" to set -u in bash 3
-# (macOS).
-ns=()
-if [[ -n ${NAMESPACE:-} ]]; then
-  ns=(-n "$NAMESPACE")
-fi
+# shellcheck source=lib/meshcanary.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/meshcanary.sh"
+meshcanary_cmd rollback
+namespace_flags
 
 exec "${mc[@]}" ${ns[@]+"${ns[@]}"} rollback "$deployment" --reason "$reason" --wait --timeout "${TIMEOUT:-2m}"

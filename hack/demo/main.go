@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshcanary/meshcanary/pkg/controller"
+	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/policy"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
@@ -361,13 +362,7 @@ func show(metric string, v *float64) string {
 	if v == nil {
 		return "no data"
 	}
-	switch {
-	case strings.HasPrefix(metric, "latency"):
-		return (time.Duration(*v * float64(time.Second))).Round(time.Millisecond).String()
-	case strings.HasSuffix(metric, "-rate") && metric != "request-rate":
-		return strconv.FormatFloat(*v*100, 'f', 2, 64) + "%"
-	}
-	return strconv.FormatFloat(*v, 'f', 1, 64)
+	return metrics.FormatValue(metric, *v)
 }
 
 func thresholds(p policy.Policy, metric string) string {

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"io"
 	"math"
 	"strconv"
@@ -173,55 +174,13 @@ func formatMetric(metric string, v *float64) string {
 	x := *v
 	switch {
 	case metric == metricErrorRate || metric == metricSuccessRate:
-		return formatPercent(x)
+		return metrics.FormatPercent(x)
 	case metric == metricRequestRate:
-		return formatPlain(x) + "/s"
+		return metrics.FormatPlain(x) + "/s"
 	case strings.HasPrefix(metric, "latency-p"):
-		return formatSeconds(x)
+		return metrics.FormatSeconds(x)
 	}
-	return formatPlain(x)
-}
-
-// formatPercent prints a fraction as a percentage with at most two
-// decimals, keeping two significant digits for tiny non-zero shares so they
-// do not read as 0%.
-func formatPercent(f float64) string {
-	p := f * 100
-	r := math.Round(p*100) / 100
-	if r == 0 && p != 0 {
-		return strconv.FormatFloat(p, 'g', 2, 64) + "%"
-	}
-	return strconv.FormatFloat(r+0, 'f', -1, 64) + "%" // +0 turns -0 into 0
-}
-
-// formatSeconds prints seconds as a Go duration rounded to about three
-// significant digits: 80ms, 2.1s, 1.5ms.
-func formatSeconds(sec float64) string {
-	if math.IsInf(sec, 0) {
-		return strconv.FormatFloat(sec, 'f', -1, 64) + "s"
-	}
-	d := time.Duration(sec * float64(time.Second))
-	a := d.Abs()
-	switch {
-	case a >= time.Second:
-		d = d.Round(10 * time.Millisecond)
-	case a >= 10*time.Millisecond:
-		d = d.Round(time.Millisecond)
-	case a >= time.Millisecond:
-		d = d.Round(100 * time.Microsecond)
-	default:
-		d = d.Round(time.Microsecond)
-	}
-	return d.String()
-}
-
-// formatPlain prints a number with four significant digits and no exponent.
-func formatPlain(v float64) string {
-	if math.IsInf(v, 0) || math.Abs(v) >= 1000 {
-		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
-	}
-	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
-	return strconv.FormatFloat(r+0, 'f', -1, 64)
+	return metrics.FormatPlain(x)
 }
 
 // formatCount prints a request count rounded down, as the controller does

@@ -113,7 +113,11 @@ func buildStatus(d *appsv1.Deployment, w weightsDoc, now time.Time) statusDoc {
 			ElapsedSeconds: stages.StageElapsed(v.State, now).Round(time.Second).Seconds(),
 			Paused:         v.State.Phase == stages.Paused,
 		}
-		if dur, ok := stageDuration(d); ok {
+		dur, ok := v.State.StageDuration, v.State.StageDuration > 0
+		if !ok {
+			dur, ok = stageDuration(d)
+		}
+		if ok {
 			total := dur.Seconds()
 			left := max(0, dur-stages.StageElapsed(v.State, now)).Round(time.Second).Seconds()
 			clock.DurationSeconds, clock.RemainingSeconds = &total, &left

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -129,7 +128,6 @@ func (c *Controller) resolve(d *appsv1.Deployment) (*target, error) {
 // subsets finds the DestinationRule for the route's host and returns the
 // label selectors of the two subsets.
 func (c *Controller) subsets(ns, host string, spec annotations.Spec) (stable, canary map[string]string, err error) {
-	var names []string
 	for _, o := range c.cfg.DRs.GetStore().List() {
 		u, ok := o.(*unstructured.Unstructured)
 		if !ok || u.GetNamespace() != ns {
@@ -139,7 +137,6 @@ func (c *Controller) subsets(ns, host string, spec annotations.Spec) (stable, ca
 		if !virtualservice.HostsEqual(h, host, ns) {
 			continue
 		}
-		names = append(names, u.GetName())
 		subs, _, _ := unstructured.NestedSlice(u.Object, "spec", "subsets")
 		found := map[string]map[string]string{}
 		for _, s := range subs {
@@ -349,14 +346,4 @@ func isInvalid(err error) (string, bool) {
 		return ie.msg, true
 	}
 	return "", false
-}
-
-// sortedEvents keeps event emission order stable for tests and humans.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -209,7 +208,12 @@ func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation,
 		log.Info().Str("revision", dec.State.Revision).Msg("stable updated to the canary's template")
 	}
 	if err := c.persist(ctx, t, obs, before, dec, analysis); err != nil {
-		c.cfg.Metrics.APIErrors.WithLabelValues("state").Inc()
+		// A conflict is the optimistic lock doing its job (a command or a
+		// status update came in between); the retry decides again from
+		// fresh state, so it is not an API error worth alerting on.
+		if !apierrors.IsConflict(err) {
+			c.cfg.Metrics.APIErrors.WithLabelValues("state").Inc()
+		}
 		return err
 	}
 	for _, e := range dec.Events {
@@ -471,19 +475,9 @@ func (c *Controller) ruleHits(t *target, res *metrics.Result) []stages.RuleHit {
 		o, ok := res.Observed[cond.Metric]
 		held := ok && o.CanaryRequests >= float64(t.policy.MinRequests) && cond.Holds(o.Canary)
 		hits = append(hits, stages.RuleHit{Name: r.Name, Held: held,
-			Message: fmt.Sprintf("%s (canary %s)", cond, formatObserved(cond.Metric, o.Canary))})
+			Message: fmt.Sprintf("%s (canary %s)", cond, metrics.FormatValue(cond.Metric, o.Canary))})
 	}
 	return hits
-}
-
-func formatObserved(metric string, v float64) string {
-	switch {
-	case strings.HasPrefix(metric, "latency-"):
-		return time.Duration(v * float64(time.Second)).Round(time.Millisecond).String()
-	case metric == policy.MetricErrorRate || metric == policy.MetricSuccessRate:
-		return strconv.FormatFloat(v*100, 'f', 2, 64) + "%"
-	}
-	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // gateKey names one gate run: a new attempt or revision is a new run.

@@ -117,7 +117,7 @@ func boundsOf(c policy.Check) []bound {
 		}
 		raw := v.Raw
 		if raw == "" { // built in code rather than parsed from a policy
-			raw = formatValue(c.Metric, v.Number)
+			raw = FormatValue(c.Metric, v.Number)
 		}
 		bs = append(bs, bound{name: name, limit: v.Number, raw: raw})
 	}
@@ -125,7 +125,7 @@ func boundsOf(c policy.Check) []bound {
 	add(BoundMin, c.Min)
 	add(BoundMaxIncrease, c.MaxIncrease)
 	if c.MaxRatio != nil {
-		bs = append(bs, bound{name: BoundMaxRatio, limit: *c.MaxRatio, raw: formatPlain(*c.MaxRatio) + "x"})
+		bs = append(bs, bound{name: BoundMaxRatio, limit: *c.MaxRatio, raw: FormatPlain(*c.MaxRatio) + "x"})
 	}
 	return bs
 }
@@ -145,7 +145,7 @@ func Evaluate(s Samples, checks []policy.Check, minRequests int) Result {
 			cr := e.values(c.Metric)
 			cr.Verdict = VerdictInconclusive
 			cr.Message = fmt.Sprintf("%s canary %s (%s) not judged: %s",
-				c.Metric, formatValue(c.Metric, cr.Canary), e.stableDesc(c.Metric, cr.Stable), short)
+				c.Metric, FormatValue(c.Metric, cr.Canary), e.stableDesc(c.Metric, cr.Stable), short)
 			res.Checks = append(res.Checks, cr)
 		}
 		res.Verdict = VerdictInconclusive
@@ -222,7 +222,7 @@ func (e evaluator) stableDesc(metric string, sv float64) string {
 	case math.IsNaN(sv):
 		return "stable no data"
 	}
-	return "stable " + formatValue(metric, sv)
+	return "stable " + FormatValue(metric, sv)
 }
 
 // stableUnusable says why relative bounds cannot use stable, or "".
@@ -295,7 +295,7 @@ func (e evaluator) check(c policy.Check) CheckResult {
 			}
 			reason := unusable
 			if reason == "" && b.name == BoundMaxRatio && sv == 0 {
-				reason = "stable is " + formatValue(m, sv)
+				reason = "stable is " + FormatValue(m, sv)
 			}
 			if reason != "" {
 				skipped = append(skipped, b.name)
@@ -311,9 +311,9 @@ func (e evaluator) check(c policy.Check) CheckResult {
 				lo, _ := slowShare(t)
 				histFails := exceeds(lo, 1-q)
 				if b.name == BoundMaxIncrease {
-					msg = fmt.Sprintf("%s canary %s > stable %s + maxIncrease %s", m, formatValue(m, cv), formatValue(m, sv), b.raw)
+					msg = fmt.Sprintf("%s canary %s > stable %s + maxIncrease %s", m, FormatValue(m, cv), FormatValue(m, sv), b.raw)
 				} else {
-					msg = fmt.Sprintf("%s canary %s is %sx stable %s > maxRatio %s", m, formatValue(m, cv), formatPlain(cv/sv), formatValue(m, sv), b.raw)
+					msg = fmt.Sprintf("%s canary %s is %sx stable %s > maxRatio %s", m, FormatValue(m, cv), FormatPlain(cv/sv), FormatValue(m, sv), b.raw)
 				}
 				fails = histFails
 			} else if b.name == BoundMaxIncrease {
@@ -321,7 +321,7 @@ func (e evaluator) check(c policy.Check) CheckResult {
 				msg = fmt.Sprintf("%s canary %s > stable %s + maxIncrease %s", m, e.canaryDesc(m, cv, cLo, "lower"), stable, b.raw)
 			} else {
 				fails = exceeds(cLo/sHi, b.limit)
-				msg = fmt.Sprintf("%s canary %s is %sx stable %s > maxRatio %s", m, e.canaryDesc(m, cv, cLo, "lower"), formatPlain(cv/sv), stable, b.raw)
+				msg = fmt.Sprintf("%s canary %s is %sx stable %s > maxRatio %s", m, e.canaryDesc(m, cv, cLo, "lower"), FormatPlain(cv/sv), stable, b.raw)
 			}
 		}
 		if fails {
@@ -337,11 +337,11 @@ func (e evaluator) check(c policy.Check) CheckResult {
 	}
 	if !applied && len(skipped) > 0 {
 		cr.Verdict = VerdictInconclusive
-		cr.Message = fmt.Sprintf("%s canary %s: %s not applicable, %s", m, formatValue(m, cv), strings.Join(skipped, " and "), skipReason)
+		cr.Message = fmt.Sprintf("%s canary %s: %s not applicable, %s", m, FormatValue(m, cv), strings.Join(skipped, " and "), skipReason)
 		return cr
 	}
 	cr.Verdict = VerdictPass
-	cr.Message = fmt.Sprintf("%s canary %s (%s)", m, formatValue(m, cv), e.stableDesc(m, sv))
+	cr.Message = fmt.Sprintf("%s canary %s (%s)", m, FormatValue(m, cv), e.stableDesc(m, sv))
 	return cr
 }
 
@@ -349,9 +349,9 @@ func (e evaluator) check(c policy.Check) CheckResult {
 // decided, so the message shows why a small sample did or did not fail.
 func (e evaluator) canaryDesc(metric string, point, decided float64, end string) string {
 	if !isShare(metric) {
-		return formatValue(metric, point)
+		return FormatValue(metric, point)
 	}
-	return fmt.Sprintf("%s (95%% %s bound %s)", formatValue(metric, point), end, formatValue(metric, decided))
+	return fmt.Sprintf("%s (95%% %s bound %s)", FormatValue(metric, point), end, FormatValue(metric, decided))
 }
 
 // exceeds reports v > limit, tolerating float rounding so that a value equal
@@ -408,26 +408,28 @@ func clamp01(x float64) float64 {
 	return math.Min(1, math.Max(0, x))
 }
 
-// formatValue prints a value in the unit users think in for its metric.
-func formatValue(metric string, v float64) string {
+// FormatValue prints a value in the unit people think in for its metric:
+// percentages for shares, durations for latencies, a rate per second. The
+// CLI, notifications and messages all print through it so they agree.
+func FormatValue(metric string, v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "no data"
 	case isShare(metric):
-		return formatPercent(v)
+		return FormatPercent(v)
 	case metric == MetricRequestRate:
-		return formatPlain(v) + "/s"
+		return FormatPlain(v) + "/s"
 	}
 	if _, ok := latencyQuantile(metric); ok {
-		return formatSeconds(v)
+		return FormatSeconds(v)
 	}
-	return formatPlain(v)
+	return FormatPlain(v)
 }
 
-// formatPercent prints a fraction as a percentage with at most two decimals,
+// FormatPercent prints a fraction as a percentage with at most two decimals,
 // keeping two significant digits for tiny non-zero shares so they do not
 // read as 0%.
-func formatPercent(f float64) string {
+func FormatPercent(f float64) string {
 	p := f * 100
 	r := math.Round(p*100) / 100
 	if r == 0 && p != 0 {
@@ -436,9 +438,9 @@ func formatPercent(f float64) string {
 	return strconv.FormatFloat(r+0, 'f', -1, 64) + "%" // +0 turns -0 into 0
 }
 
-// formatSeconds prints seconds as a Go duration rounded to about three
+// FormatSeconds prints seconds as a Go duration rounded to about three
 // significant digits: 80ms, 2.1s, 1.5ms.
-func formatSeconds(sec float64) string {
+func FormatSeconds(sec float64) string {
 	if math.IsInf(sec, 0) {
 		return strconv.FormatFloat(sec, 'f', -1, 64) + "s"
 	}
@@ -457,8 +459,8 @@ func formatSeconds(sec float64) string {
 	return d.String()
 }
 
-// formatPlain prints a number with four significant digits and no exponent.
-func formatPlain(v float64) string {
+// FormatPlain prints a number with four significant digits and no exponent.
+func FormatPlain(v float64) string {
 	if math.IsNaN(v) {
 		return "no data"
 	}

@@ -732,8 +732,8 @@ func TestFormatting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := formatValue(tt.metric, tt.v); got != tt.want {
-				t.Errorf("formatValue(%s, %v) = %q, want %q", tt.metric, tt.v, got, tt.want)
+			if got := FormatValue(tt.metric, tt.v); got != tt.want {
+				t.Errorf("FormatValue(%s, %v) = %q, want %q", tt.metric, tt.v, got, tt.want)
 			}
 		})
 	}

@@ -43,9 +43,8 @@ const (
 // plannedQuery is one query Analyze runs. A plannedQuery with err set could
 // not be built (a user's mistake); Analyze reports it, Queries leaves it out.
 type plannedQuery struct {
-	kind     queryKind
-	metric   string
-	quantile float64
+	kind   queryKind
+	metric string
 	// canary is set for custom queries, which are rendered per version.
 	canary bool
 	promql string

@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -213,48 +213,13 @@ func formatValue(c Check, v *float64) string {
 	x := *v
 	switch {
 	case c.Metric == policy.MetricErrorRate || c.Metric == policy.MetricSuccessRate:
-		return formatPercent(x)
+		return metrics.FormatPercent(x)
 	case c.Metric == policy.MetricRequestRate:
-		return formatPlain(x) + "/s"
+		return metrics.FormatPlain(x) + "/s"
 	case strings.HasPrefix(c.Metric, "latency-p"):
-		return formatSeconds(x)
+		return metrics.FormatSeconds(x)
 	case c.Bound != "maxRatio" && strings.HasSuffix(strings.TrimSpace(c.Threshold), "%"):
-		return formatPercent(x)
+		return metrics.FormatPercent(x)
 	}
-	return formatPlain(x)
-}
-
-func formatPercent(f float64) string {
-	p := f * 100
-	r := math.Round(p*100) / 100
-	if r == 0 && p != 0 {
-		return strconv.FormatFloat(p, 'g', 2, 64) + "%" // tiny shares must not read as 0%
-	}
-	return strconv.FormatFloat(r+0, 'f', -1, 64) + "%"
-}
-
-func formatSeconds(sec float64) string {
-	if math.IsInf(sec, 0) {
-		return strconv.FormatFloat(sec, 'f', -1, 64) + "s"
-	}
-	d := time.Duration(sec * float64(time.Second))
-	switch a := d.Abs(); {
-	case a >= time.Second:
-		d = d.Round(10 * time.Millisecond)
-	case a >= 10*time.Millisecond:
-		d = d.Round(time.Millisecond)
-	case a >= time.Millisecond:
-		d = d.Round(100 * time.Microsecond)
-	default:
-		d = d.Round(time.Microsecond)
-	}
-	return d.String()
-}
-
-func formatPlain(v float64) string {
-	if math.IsInf(v, 0) || math.Abs(v) >= 1000 {
-		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
-	}
-	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
-	return strconv.FormatFloat(r+0, 'f', -1, 64)
+	return metrics.FormatPlain(x)
 }

@@ -169,10 +169,9 @@ func ValidateNotify(routes []NotifyRoute, path *field.Path) field.ErrorList {
 		if seen[NotifyAll] && len(seen) > 1 {
 			errs = append(errs, field.Invalid(rp.Child("on"), strings.Join(r.On, ", "), "all already includes every event; list either all or the events"))
 		}
-		switch {
-		case r.To == "":
+		if r.To == "" {
 			errs = append(errs, field.Required(rp.Child("to"), "name a notification channel, such as slack, pagerduty or webhook"))
-		default:
+		} else {
 			for _, msg := range validation.IsDNS1123Label(r.To) {
 				errs = append(errs, field.Invalid(rp.Child("to"), r.To, "channel names are lowercase words joined by dashes: "+msg))
 			}

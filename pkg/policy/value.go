@@ -161,5 +161,5 @@ func (d *Duration) UnmarshalJSON(data []byte) error {
 
 // MarshalJSON writes the duration the way UnmarshalJSON reads it.
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(d.Duration.String())
+	return json.Marshal(d.String())
 }

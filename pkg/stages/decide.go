@@ -361,6 +361,7 @@ func (x *decider) startStage(step Step, want int32) {
 	s.Held = ""
 	x.setWeight(step.Weight)
 	s.StageStart, s.Failures, s.Outages, s.Passes = x.now, 0, 0, 0
+	s.StageDuration = step.Duration
 	s.LastAnalysis, s.LastVerdict, s.PausedFor = time.Time{}, "", 0
 	s.Message = fmt.Sprintf("stage %s: canary weight %d%% with %d replicas for %s", StageLabel(*s, plan), step.Weight, want, step.Duration)
 	x.event(false, ReasonStageStarted, "%s", s.Message)

@@ -213,6 +213,9 @@ type State struct {
 	// StageStart is when the stage's weight was written; zero while the
 	// canary is still being scaled for it.
 	StageStart time.Time `json:"stageStart,omitzero"`
+	// StageDuration is the current stage's duration, recorded so tools can
+	// show the time left without knowing the policy.
+	StageDuration time.Duration `json:"stageDuration,omitempty"`
 	// ScaleStart is when the canary began scaling for this stage, for the
 	// progress deadline.
 	ScaleStart time.Time `json:"scaleStart,omitzero"`

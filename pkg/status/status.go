@@ -147,7 +147,7 @@ func Read(d *appsv1.Deployment) (View, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return v, fmt.Errorf("Deployment %s/%s: unreadable annotations: %s", d.Namespace, d.Name, strings.Join(errs, "; "))
+		return v, fmt.Errorf("deployment %s/%s: unreadable annotations: %s", d.Namespace, d.Name, strings.Join(errs, "; "))
 	}
 	return v, nil
 }

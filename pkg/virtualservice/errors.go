@@ -89,15 +89,6 @@ func describe(v any) string {
 	return fmt.Sprintf("a value of type %T", v)
 }
 
-// quoteList renders names for a message, e.g. `"a", "b"`.
-func quoteList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = quote(n)
-	}
-	return strings.Join(q, ", ")
-}
-
 // isFinite guards float conversions: NaN and ±Inf never come from JSON but
 // may come from a map built in code.
 func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

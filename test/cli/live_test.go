@@ -15,6 +15,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // TestWaitingCommands drives one release through pause, resume and
@@ -23,33 +24,33 @@ import (
 // the commands move the release.
 func TestWaitingCommands(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "orders", appOptions{})
-	a.runController(heldPolicies, env.PrometheusURL)
-	a.release("payment:v2")
-	a.waitCanaryWeight(10, time.Minute)
+	a := suite.NewApp(t, "orders", 2, nil)
+	runController(t, a, heldPolicies)
+	a.Release("payment:v2", nil)
+	a.WaitCanaryWeight(10, time.Minute)
 
 	t.Run("pause --wait returns once the phase is Paused", func(t *testing.T) {
-		r := mustRun(t, a.ns, "pause", "orders", "--wait")
-		if got := a.stableDep().Annotations[annotations.Phase]; got != "Paused" || !strings.Contains(r.stdout, "phase Paused") {
+		r := mustRun(t, a.NS(), "pause", "orders", "--wait")
+		if got := a.StableDep().Annotations[annotations.Phase]; got != "Paused" || !strings.Contains(r.stdout, "phase Paused") {
 			t.Errorf("phase %s after pause --wait:\n%s", got, r)
 		}
 	})
 	t.Run("status shows the paused stage", func(t *testing.T) {
-		r := mustRun(t, a.ns, "status", "orders")
+		r := mustRun(t, a.NS(), "status", "orders")
 		if !strings.Contains(r.stdout, "paused: the stage clock is stopped") || !strings.Contains(r.stdout, "stable 90%, canary 10%") {
 			t.Errorf("status:\n%s", r.stdout)
 		}
 	})
 	t.Run("resume --wait returns once the phase is no longer Paused", func(t *testing.T) {
-		mustRun(t, a.ns, "resume", "orders", "--wait")
-		if got := a.stableDep().Annotations[annotations.Phase]; got != "Progressing" {
+		mustRun(t, a.NS(), "resume", "orders", "--wait")
+		if got := a.StableDep().Annotations[annotations.Phase]; got != "Progressing" {
 			t.Errorf("phase %s after resume --wait", got)
 		}
 	})
 	t.Run("rollback --wait returns once stable serves 100%", func(t *testing.T) {
-		r := mustRun(t, a.ns, "rollback", "orders", "--reason", "p99 regression", "--wait", "--timeout", "1m", "-o", "yaml")
+		r := mustRun(t, a.NS(), "rollback", "orders", "--reason", "p99 regression", "--wait", "--timeout", "1m", "-o", "yaml")
 		// Checked at once: --wait promised the result is visible.
-		if s, c := a.weights(); s != 100 || c != 0 {
+		if s, c := a.Weights(); s != 100 || c != 0 {
 			t.Errorf("weights %d/%d right after rollback --wait", s, c)
 		}
 		var doc struct {
@@ -66,21 +67,21 @@ func TestWaitingCommands(t *testing.T) {
 		}
 	})
 	t.Run("rollback --wait with nothing in flight says the controller ignored it", func(t *testing.T) {
-		r := run(t, a.ns, "rollback", "orders", "--reason", "again", "--wait", "--timeout", "30s")
+		r := run(t, a.NS(), "rollback", "orders", "--reason", "again", "--wait", "--timeout", "30s")
 		if r.code != 1 || !strings.Contains(r.stderr, "did not act on meshcanary.io/rollback") {
 			t.Errorf("got %s", r)
 		}
 	})
 	t.Run("history records the rollback", func(t *testing.T) {
-		r := mustRun(t, a.ns, "history", "orders")
+		r := mustRun(t, a.NS(), "history", "orders")
 		if !strings.Contains(r.stdout, "manual-rollback") || !strings.Contains(r.stdout, "annotation") {
 			t.Errorf("history:\n%s", r.stdout)
 		}
 	})
 	t.Run("promote --wait returns once the next release succeeded", func(t *testing.T) {
-		a.release("payment:v3")
-		a.waitCanaryWeight(10, time.Minute)
-		r := mustRun(t, a.ns, "promote", "orders", "--wait", "-o", "json")
+		a.Release("payment:v3", nil)
+		a.WaitCanaryWeight(10, time.Minute)
+		r := mustRun(t, a.NS(), "promote", "orders", "--wait", "-o", "json")
 		var doc struct {
 			Waited bool
 			Status struct{ Phase string }
@@ -89,7 +90,7 @@ func TestWaitingCommands(t *testing.T) {
 		if !doc.Waited || doc.Status.Phase != "Succeeded" {
 			t.Errorf("parsed %+v", doc)
 		}
-		if img := a.stableDep().Spec.Template.Spec.Containers[0].Image; img != "payment:v3" {
+		if img := a.StableDep().Spec.Template.Spec.Containers[0].Image; img != "payment:v3" {
 			t.Errorf("stable runs %s after promote --wait", img)
 		}
 	})
@@ -108,8 +109,8 @@ func TestBuiltBinary(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kubectl is needed to prove plugin discovery: %v", err)
 		}
-		a := newApp(t, "catalog", appOptions{})
-		cmd := exec.Command(kubectl, "meshcanary", "list", "-n", a.ns, "-o", "json")
+		a := suite.NewApp(t, "catalog", 2, nil)
+		cmd := exec.Command(kubectl, "meshcanary", "list", "-n", a.NS(), "-o", "json")
 		cmd.Env = pluginEnv(bin)
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), `"name": "catalog"`) {
@@ -142,16 +143,16 @@ func TestBuiltBinary(t *testing.T) {
 
 	t.Run("status -w redraws on a terminal until the release succeeds", func(t *testing.T) {
 		t.Parallel()
-		a := newApp(t, "payment-service", appOptions{replicas: 4})
-		a.mesh(200)
-		a.runController(fastPolicies, env.PrometheusURL)
-		a.release("payment:v2")
-		a.waitPhase("Progressing", 30*time.Second)
+		a := suite.NewApp(t, "payment-service", 4, nil)
+		a.Mesh(200)
+		runController(t, a, fastPolicies)
+		a.Release("payment:v2", nil)
+		a.WaitPhase("Progressing", 30*time.Second)
 
-		cmd := exec.Command(plugin, "status", "payment-service", "-w", "-n", a.ns)
+		cmd := exec.Command(plugin, "status", "payment-service", "-w", "-n", a.NS())
 		cmd.Env = pluginEnv(bin)
 		tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 60, Cols: 200})
-		must(t, err)
+		harness.Must(t, err)
 		defer func() { _ = tty.Close() }()
 		var mu sync.Mutex
 		var screen bytes.Buffer
@@ -211,21 +212,21 @@ func TestBuiltBinary(t *testing.T) {
 
 	t.Run("the hack scripts release, follow and roll back through the plugin", func(t *testing.T) {
 		t.Parallel()
-		a := newApp(t, "checkout", appOptions{})
-		a.runController(heldPolicies, env.PrometheusURL)
+		a := suite.NewApp(t, "checkout", 2, nil)
+		runController(t, a, heldPolicies)
 		root := repoRoot(t)
 
 		deploy := exec.Command(filepath.Join(root, "hack", "deploy-canary.sh"), "checkout", "app=payment:v2")
-		deploy.Env = pluginEnv(bin, "NAMESPACE="+a.ns)
+		deploy.Env = pluginEnv(bin, "NAMESPACE="+a.NS())
 		var deployOut lockedBuffer
 		deploy.Stdout, deploy.Stderr = &deployOut, &deployOut
-		must(t, deploy.Start())
+		harness.Must(t, deploy.Start())
 		deployDone := make(chan error, 1)
 		go func() { deployDone <- deploy.Wait() }()
 		t.Cleanup(func() { _ = deploy.Process.Kill() })
 
-		a.waitCanaryWeight(10, time.Minute)
-		if img := a.deployment("checkout-canary").Spec.Template.Spec.Containers[0].Image; img != "payment:v2" {
+		a.WaitCanaryWeight(10, time.Minute)
+		if img := a.Deployment("checkout-canary").Spec.Template.Spec.Containers[0].Image; img != "payment:v2" {
 			t.Errorf("deploy-canary.sh set %s on the canary", img)
 		}
 		select {
@@ -235,12 +236,12 @@ func TestBuiltBinary(t *testing.T) {
 		}
 
 		rollback := exec.Command(filepath.Join(root, "hack", "rollback.sh"), "checkout", "canary misbehaves")
-		rollback.Env = pluginEnv(bin, "NAMESPACE="+a.ns)
+		rollback.Env = pluginEnv(bin, "NAMESPACE="+a.NS())
 		out, err := rollback.CombinedOutput()
 		if err != nil {
 			t.Fatalf("rollback.sh: %v\n%s", err, out)
 		}
-		if s, c := a.weights(); s != 100 || c != 0 {
+		if s, c := a.Weights(); s != 100 || c != 0 {
 			t.Errorf("weights %d/%d when rollback.sh returned\n%s", s, c, out)
 		}
 		if !strings.Contains(string(out), "rolled back: stable serves 100%") {

@@ -10,12 +10,13 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // publish writes annotations as the controller publishes them mid-release
 // (stage 2/3 at 50%), without running a controller, so that every field
 // of the read commands has a known value.
-func publish(t *testing.T, a *app) {
+func publish(t *testing.T, a *harness.App) {
 	t.Helper()
 	now := time.Now().UTC()
 	st := stages.State{
@@ -34,29 +35,29 @@ func publish(t *testing.T, a *app) {
 	}}
 	enc := func(v any) string {
 		b, err := json.Marshal(v)
-		must(t, err)
+		harness.Must(t, err)
 		return string(b)
 	}
-	a.annotate(map[string]string{
+	a.PatchDeploymentMerge(a.Name(), map[string]any{"metadata": map[string]any{"annotations": map[string]string{
 		annotations.Phase: "Progressing", annotations.Weight: "50", annotations.Stage: "2/3",
 		annotations.Revision: "rev-b", annotations.Message: st.Message, annotations.StageDuration: "5m",
 		annotations.State: enc(st), annotations.Analysis: enc(an), annotations.History: enc(history),
-	})
+	}}})
 }
 
 func TestReadCommands(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "payments", appOptions{canaryWeight: 50})
+	a := suite.NewAppWith(t, "payments", 2, harness.AppOptions{CanaryWeight: 50})
 	publish(t, a)
 	// A Deployment that is not opted in is neither listed nor completed.
-	must(t, a.createDeployment(podDeployment("batch", map[string]string{"app": "batch"}, 0, nil)))
+	suite.NewAppWith(t, "batch", 0, harness.AppOptions{Namespace: a.NS(), NotOptedIn: true, StableOnly: true})
 
 	t.Run("status shows phase, stage clock, weights from the VirtualService and the checks", func(t *testing.T) {
-		r := mustRun(t, a.ns, "status", "payments")
+		r := mustRun(t, a.NS(), "status", "payments")
 		for _, s := range []string{
 			"Phase:      Progressing",
 			"2/3, 30s elapsed, 4m30s left",
-			"stable 50%, canary 50%   (VirtualService " + a.ns + "/payments)",
+			"stable 50%, canary 50%   (VirtualService " + a.NS() + "/payments)",
 			"error-rate   1.25%    1%       max     5%          Pass",
 			"Recent releases:", "rev-a", "promoted",
 		} {
@@ -81,7 +82,7 @@ func TestReadCommands(t *testing.T) {
 				Analysis status.Analysis `json:"analysis"`
 				History  []status.Release
 			}
-			parse(t, format, mustRun(t, a.ns, "status", "deployment/payments", "-o", format).stdout, &doc)
+			parse(t, format, mustRun(t, a.NS(), "status", "deployment/payments", "-o", format).stdout, &doc)
 			if doc.Phase != "Progressing" || doc.Stage != "2/3" || !doc.Active || doc.Weights.Stable != 50 || doc.Weights.Canary != 50 ||
 				!strings.HasPrefix(doc.Weights.Source, "VirtualService") || doc.Clock.RemainingSeconds < 200 ||
 				len(doc.Analysis.Checks) != 1 || *doc.Analysis.Checks[0].Canary != 0.0125 || len(doc.History) != 1 {
@@ -91,14 +92,14 @@ func TestReadCommands(t *testing.T) {
 	}
 
 	t.Run("list shows each opted-in Deployment with its last result", func(t *testing.T) {
-		r := mustRun(t, a.ns, "list")
+		r := mustRun(t, a.NS(), "list")
 		if !hasText(r.stdout, "payments Progressing 50% 2/3 promoted 50m ago") || strings.Contains(r.stdout, "batch") {
 			t.Errorf("list:\n%s", r)
 		}
 	})
 	t.Run("list -A adds the namespace", func(t *testing.T) {
-		r := mustRun(t, a.ns, "list", "-A")
-		if !strings.Contains(r.stdout, "NAMESPACE") || !hasText(r.stdout, a.ns+" payments Progressing") {
+		r := mustRun(t, a.NS(), "list", "-A")
+		if !strings.Contains(r.stdout, "NAMESPACE") || !hasText(r.stdout, a.NS()+" payments Progressing") {
 			t.Errorf("list -A:\n%s", r)
 		}
 	})
@@ -110,21 +111,21 @@ func TestReadCommands(t *testing.T) {
 					Weight                                    int
 				}
 			}
-			parse(t, format, mustRun(t, a.ns, "list", "-o", format).stdout, &doc)
+			parse(t, format, mustRun(t, a.NS(), "list", "-o", format).stdout, &doc)
 			if len(doc.Items) != 1 || doc.Items[0].Name != "payments" || doc.Items[0].Weight != 50 || doc.Items[0].LastResult != "promoted" {
 				t.Errorf("parsed %+v", doc)
 			}
 		})
 	}
 	t.Run("list in a namespace without rollouts says so", func(t *testing.T) {
-		r := mustRun(t, env.NewNamespace(t), "list")
+		r := mustRun(t, suite.Env().NewNamespace(t), "list")
 		if r.stdout != "" || !strings.Contains(r.stderr, "No opted-in Deployments found") {
 			t.Errorf("empty list:\n%s", r)
 		}
 	})
 
 	t.Run("history is a table of releases", func(t *testing.T) {
-		r := mustRun(t, a.ns, "history", "payments")
+		r := mustRun(t, a.NS(), "history", "payments")
 		for _, s := range []string{"STARTED", "rev-a", "app=payment:v1", "10m0s", "3/3", "promoted", "analysis", "all stages passed"} {
 			if !hasText(r.stdout, s) {
 				t.Errorf("history lacks %q:\n%s", s, r.stdout)
@@ -137,7 +138,7 @@ func TestReadCommands(t *testing.T) {
 				Name     string
 				Releases []status.Release
 			}
-			parse(t, format, mustRun(t, a.ns, "history", "payments", "-o", format).stdout, &doc)
+			parse(t, format, mustRun(t, a.NS(), "history", "payments", "-o", format).stdout, &doc)
 			if doc.Name != "payments" || len(doc.Releases) != 1 || doc.Releases[0].Result != "promoted" || doc.Releases[0].Images[0] != "app=payment:v1" {
 				t.Errorf("parsed %+v", doc)
 			}
@@ -145,11 +146,11 @@ func TestReadCommands(t *testing.T) {
 	}
 
 	t.Run("deployment names complete from the cluster", func(t *testing.T) {
-		r := runRaw(t, "__complete", "status", "--kubeconfig", env.Kubeconfig, "-n", a.ns, "pay")
+		r := runRaw(t, "__complete", "status", "--kubeconfig", suite.Kubeconfig(), "-n", a.NS(), "pay")
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "payments\n") || strings.Contains(r.stdout, "batch") {
 			t.Errorf("completion:\n%s", r)
 		}
-		r = runRaw(t, "__complete", "init", "--kubeconfig", env.Kubeconfig, "-n", a.ns, "")
+		r = runRaw(t, "__complete", "init", "--kubeconfig", suite.Kubeconfig(), "-n", a.NS(), "")
 		if !strings.Contains(r.stdout, "batch") {
 			t.Errorf("init completes any Deployment:\n%s", r)
 		}
@@ -165,16 +166,16 @@ func TestReadCommands(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "orders", appOptions{})
-	must(t, a.createDeployment(podDeployment("legacy", map[string]string{"app": "legacy"}, 0, nil)))
+	a := suite.NewApp(t, "orders", 2, nil)
+	suite.NewAppWith(t, "legacy", 0, harness.AppOptions{Namespace: a.NS(), NotOptedIn: true, StableOnly: true})
 	tests := []struct {
 		name     string
 		args     []string
 		wantCode int
 		want     string
 	}{
-		{"status of an unknown deployment", []string{"status", "nope"}, 1, fmt.Sprintf(`deployment "nope" not found in namespace %q`, a.ns)},
-		{"rollback of an unknown deployment", []string{"rollback", "nope", "--reason", "x"}, 1, fmt.Sprintf(`deployment "nope" not found in namespace %q`, a.ns)},
+		{"status of an unknown deployment", []string{"status", "nope"}, 1, fmt.Sprintf(`deployment "nope" not found in namespace %q`, a.NS())},
+		{"rollback of an unknown deployment", []string{"rollback", "nope", "--reason", "x"}, 1, fmt.Sprintf(`deployment "nope" not found in namespace %q`, a.NS())},
 		{"history of an unknown deployment", []string{"history", "nope"}, 1, `deployment "nope" not found`},
 		{"init of an unknown deployment", []string{"init", "nope"}, 1, `deployment "nope" not found`},
 		{"lint of an unknown deployment", []string{"lint", "nope"}, 1, `deployment "nope" not found`},
@@ -184,7 +185,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := run(t, a.ns, tt.args...)
+			r := run(t, a.NS(), tt.args...)
 			if r.code != tt.wantCode || !strings.Contains(r.stderr, tt.want) {
 				t.Errorf("want exit %d and %q; got %s", tt.wantCode, tt.want, r)
 			}
@@ -197,7 +198,7 @@ func TestErrors(t *testing.T) {
 		}
 	})
 	t.Run("a command that fails leaves the Deployment unchanged", func(t *testing.T) {
-		if _, ok := a.deployment("legacy").Annotations[annotations.Pause]; ok {
+		if _, ok := a.Deployment("legacy").Annotations[annotations.Pause]; ok {
 			t.Error("pause was written on a Deployment that is not opted in")
 		}
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/controller"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // TestCommandAnnotations checks what each command writes, with no
@@ -25,7 +26,7 @@ import (
 // status lists it as pending.
 func TestCommandAnnotations(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "ledger", appOptions{})
+	a := suite.NewApp(t, "ledger", 2, nil)
 	steps := []struct {
 		name    string
 		args    []string
@@ -46,8 +47,8 @@ func TestCommandAnnotations(t *testing.T) {
 			if s.format != "" {
 				args = append(args, "-o", s.format)
 			}
-			r := mustRun(t, a.ns, args...)
-			got, ok := a.stableDep().Annotations[s.wantKey]
+			r := mustRun(t, a.NS(), args...)
+			got, ok := a.StableDep().Annotations[s.wantKey]
 			if s.wantValue == nil && ok || s.wantValue != nil && got != *s.wantValue {
 				t.Errorf("%s = %q (present %v), want %v", s.wantKey, got, ok, s.wantValue)
 			}
@@ -83,7 +84,7 @@ func TestCommandAnnotations(t *testing.T) {
 		})
 	}
 	t.Run("status lists the commands not yet acted on", func(t *testing.T) {
-		r := mustRun(t, a.ns, "status", "ledger")
+		r := mustRun(t, a.NS(), "status", "ledger")
 		if !strings.Contains(r.stdout, `Pending:`) || !strings.Contains(r.stdout, "meshcanary.io/rollback=p99 regression") {
 			t.Errorf("status:\n%s", r.stdout)
 		}
@@ -101,7 +102,7 @@ func decodeDocs(t *testing.T, out string) []map[string]any {
 		if errors.Is(err, io.EOF) {
 			return docs
 		}
-		must(t, err)
+		harness.Must(t, err)
 		if doc != nil {
 			docs = append(docs, doc)
 		}
@@ -110,13 +111,9 @@ func decodeDocs(t *testing.T, out string) []map[string]any {
 
 func TestInit(t *testing.T) {
 	t.Parallel()
-	k, d := clients(t)
-	ns := env.NewNamespace(t)
-	env.DumpLogsOnFailure(t)
-	a := &app{t: t, ns: ns, name: "web", kube: k, dyn: d}
 	// A service as teams have it before meshcanary: no subset label.
-	must(t, a.createDeployment(podDeployment("web", map[string]string{"app": "web"}, 1, nil)))
-	a.createService("web")
+	a := suite.NewAppWith(t, "web", 1, harness.AppOptions{NotOptedIn: true, StableOnly: true, StableLabels: map[string]string{"app": "web"}})
+	ns, k, d := a.NS(), a.Kube(), a.Dyn()
 
 	t.Run("init prints the objects as YAML documents and the steps for the selector", func(t *testing.T) {
 		r := mustRun(t, ns, "init", "web")
@@ -156,14 +153,14 @@ func TestInit(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", s, r.stdout)
 			}
 		}
-		c := a.deployment("web-canary")
+		c := a.Deployment("web-canary")
 		if *c.Spec.Replicas != 0 || c.Spec.Selector.MatchLabels["track"] != "canary" || c.Spec.Template.Labels["track"] != "canary" {
 			t.Errorf("canary %+v", c.Spec)
 		}
-		if annotations.IsEnabled(a.stableDep().Annotations) {
+		if annotations.IsEnabled(a.StableDep().Annotations) {
 			t.Error("opted in before the selector was fixed")
 		}
-		if s, cw := a.weights(); s != 100 || cw != 0 {
+		if s, cw := a.Weights(); s != 100 || cw != 0 {
 			t.Errorf("created route %d/%d", s, cw)
 		}
 	})
@@ -183,15 +180,15 @@ func TestInit(t *testing.T) {
 		// The steps with kubectl, done here through the API.
 		ctx := context.Background()
 		orphan := metav1.DeletePropagationOrphan
-		must(t, k.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: &orphan}))
-		waitFor(t, "the old Deployment gone", 30*time.Second, func() (bool, string) {
+		harness.Must(t, k.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: &orphan}))
+		harness.WaitFor(t, "the old Deployment gone", 30*time.Second, func() (bool, string) {
 			_, err := k.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 			return err != nil, "still there"
 		})
 		_, err := d.Resource(deploymentsGVR()).Namespace(ns).Create(ctx, &u, metav1.CreateOptions{})
-		must(t, err)
+		harness.Must(t, err)
 		mustRun(t, ns, "init", "web", "--apply")
-		if !annotations.IsEnabled(a.stableDep().Annotations) {
+		if !annotations.IsEnabled(a.StableDep().Annotations) {
 			t.Errorf("not opted in once everything fits:\n%s", r)
 		}
 		if r := run(t, ns, "lint", "web"); r.code != 0 || !strings.Contains(r.stdout, "No problems found") {
@@ -202,15 +199,11 @@ func TestInit(t *testing.T) {
 
 func TestInitExtendsExistingObjects(t *testing.T) {
 	t.Parallel()
-	k, d := clients(t)
-	ns := env.NewNamespace(t)
-	env.DumpLogsOnFailure(t)
-	a := &app{t: t, ns: ns, name: "cart", kube: k, dyn: d}
-	must(t, a.createDeployment(podDeployment("cart", map[string]string{"app": "cart", "track": "stable"}, 1, map[string]string{"team": "shop"})))
-	a.createService("cart")
+	a := suite.NewAppWith(t, "cart", 1, harness.AppOptions{NotOptedIn: true, StableOnly: true, Annotations: map[string]string{"team": "shop"}})
+	ns, d := a.NS(), a.Dyn()
 	// The team's own DestinationRule: a traffic policy and the stable
 	// subset only.
-	a.applyYAML(`apiVersion: networking.istio.io/v1
+	a.ApplyYAML(`apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: cart-rules}
 spec:
@@ -228,13 +221,13 @@ spec:
 		}
 	}
 	dr, err := d.Resource(controller.DestinationRuleGVR()).Namespace(ns).Get(context.Background(), "cart-rules", metav1.GetOptions{})
-	must(t, err)
+	harness.Must(t, err)
 	subsets, _, _ := unstructured.NestedSlice(dr.Object, "spec", "subsets")
 	pending, _, _ := unstructured.NestedInt64(dr.Object, "spec", "trafficPolicy", "connectionPool", "http", "http1MaxPendingRequests")
 	if len(subsets) != 2 || pending != 7 {
 		t.Errorf("DestinationRule after init: subsets %v, http1MaxPendingRequests %d", subsets, pending)
 	}
-	st := a.stableDep()
+	st := a.StableDep()
 	if !annotations.IsEnabled(st.Annotations) || st.Annotations["team"] != "shop" {
 		t.Errorf("stable annotations %v", st.Annotations)
 	}
@@ -245,25 +238,24 @@ spec:
 
 func TestLint(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, "billing", appOptions{ann: map[string]string{
-		annotations.Enabled:         "true",
+	a := suite.NewApp(t, "billing", 2, map[string]string{
 		annotations.Stages:          "1,x",
 		annotations.Policy:          "payments",
 		"meshcanary.io/stage-durat": "1m",
-	}})
+	})
 	// Break the route: the canary destination names a subset the
 	// DestinationRule lacks.
-	_, err := a.dyn.Resource(controller.VirtualServiceGVR()).Namespace(a.ns).Patch(context.Background(), "billing", "application/json-patch+json",
+	_, err := a.Dyn().Resource(controller.VirtualServiceGVR()).Namespace(a.NS()).Patch(context.Background(), "billing", "application/json-patch+json",
 		[]byte(`[{"op":"replace","path":"/spec/http/1/route/1/destination/subset","value":"next"}]`), metav1.PatchOptions{})
-	must(t, err)
+	harness.Must(t, err)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
-	must(t, os.WriteFile(bad, []byte("policies:\n- name: payments\n  interval: 0s\n  stages: [{weight: 50, duration: 1m}, {weight: 10, duration: 1m}]\n"), 0o600))
+	harness.Must(t, os.WriteFile(bad, []byte("policies:\n- name: payments\n  interval: 0s\n  stages: [{weight: 50, duration: 1m}, {weight: 10, duration: 1m}]\n"), 0o600))
 	good := filepath.Join(dir, "good.yaml")
-	must(t, os.WriteFile(good, []byte("policies:\n- name: checkout\n  stages: [{weight: 10, duration: 1m}, {weight: 100, duration: 1m}]\n"), 0o600))
+	harness.Must(t, os.WriteFile(good, []byte("policies:\n- name: checkout\n  stages: [{weight: 10, duration: 1m}, {weight: 100, duration: 1m}]\n"), 0o600))
 
 	t.Run("every problem is reported with its object and field, and lint exits 1", func(t *testing.T) {
-		r := run(t, a.ns, "lint", "billing", "--policies", good)
+		r := run(t, a.NS(), "lint", "billing", "--policies", good)
 		if r.code != 1 {
 			t.Errorf("exit %d:\n%s", r.code, r)
 		}
@@ -271,7 +263,7 @@ func TestLint(t *testing.T) {
 			"metadata.annotations[meshcanary.io/stages]",
 			"metadata.annotations[meshcanary.io/stage-durat]",
 			"metadata.annotations[meshcanary.io/policy]", `policy "payments" is not in`,
-			"VirtualService " + a.ns + "/billing", "spec.http",
+			"VirtualService " + a.NS() + "/billing", "spec.http",
 			"error: 3 problems found",
 		} {
 			if !strings.Contains(r.stdout+r.stderr, s) {
@@ -290,7 +282,7 @@ func TestLint(t *testing.T) {
 	})
 	for _, format := range []string{"json", "yaml"} {
 		t.Run("lint -o "+format+" parses back", func(t *testing.T) {
-			r := run(t, a.ns, "lint", "billing", "--policies", bad, "-o", format)
+			r := run(t, a.NS(), "lint", "billing", "--policies", bad, "-o", format)
 			var doc struct {
 				Checked  []string
 				Errors   int

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -113,9 +114,9 @@ spec:
     timeout: 10s
     route:
     - destination: {host: %[1]s, subset: stable}
-      weight: 100
+      weight: %[2]d
     - destination: {host: %[1]s, subset: canary}
-      weight: 0
+      weight: %[3]d
 `
 
 const drYAML = `apiVersion: networking.istio.io/v1
@@ -134,16 +135,51 @@ spec:
 
 func (s *Suite) NewApp(t testing.TB, name string, stableReplicas int32, extra map[string]string) *App {
 	t.Helper()
+	return s.NewAppWith(t, name, stableReplicas, AppOptions{Annotations: extra})
+}
+
+// AppOptions change what NewAppWith creates; the zero value creates what
+// NewApp does.
+type AppOptions struct {
+	// Namespace is an existing namespace to create the app in, such as
+	// another app's; empty means a new namespace of the test's own.
+	Namespace string
+	// Annotations are added to the stable Deployment's (NewApp's extra).
+	Annotations map[string]string
+	// NotOptedIn leaves meshcanary.io/enabled=true out of the stable
+	// Deployment's annotations.
+	NotOptedIn bool
+	// StableLabels, when not nil, replace app=NAME, track=stable as the
+	// stable Deployment's selector and pod labels.
+	StableLabels map[string]string
+	// StableOnly creates the stable Deployment and the Service alone, as a
+	// team has them before adopting meshcanary: no canary Deployment,
+	// DestinationRule or VirtualService.
+	StableOnly bool
+	// CanaryWeight is the canary's weight in the VirtualService's primary
+	// route; stable has the rest.
+	CanaryWeight int
+}
+
+// NewAppWith is NewApp with the objects shaped by o.
+func (s *Suite) NewAppWith(t testing.TB, name string, stableReplicas int32, o AppOptions) *App {
+	t.Helper()
 	k, d := s.clients(t)
-	a := &App{s: s, t: t, ns: s.env.NewNamespace(t), name: name, kube: k, dyn: d, extra: extra, stable: stableReplicas}
-	s.env.DumpLogsOnFailure(t)
+	ns := o.Namespace
+	if ns == "" {
+		ns = s.env.NewNamespace(t)
+		s.env.DumpLogsOnFailure(t)
+	}
+	a := &App{s: s, t: t, ns: ns, name: name, kube: k, dyn: d, extra: o.Annotations, stable: stableReplicas}
 	ctx := context.Background()
-	ann := map[string]string{annotations.Enabled: "true"}
-	for k, v := range extra {
+	ann := map[string]string{}
+	if !o.NotOptedIn {
+		ann[annotations.Enabled] = "true"
+	}
+	for k, v := range o.Annotations {
 		ann[k] = v
 	}
-	mk := func(n, track string, replicas int32, ann map[string]string) *appsv1.Deployment {
-		labels := map[string]string{"app": name, "track": track}
+	mk := func(n string, labels map[string]string, replicas int32, ann map[string]string) *appsv1.Deployment {
 		return &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Name: n, Annotations: ann},
 			Spec: appsv1.DeploymentSpec{
@@ -157,16 +193,24 @@ func (s *Suite) NewApp(t testing.TB, name string, stableReplicas int32, extra ma
 			},
 		}
 	}
-	Must(t, create(ctx, k, a.ns, mk(name, "stable", stableReplicas, ann)))
-	Must(t, create(ctx, k, a.ns, mk(name+"-canary", "canary", 0, nil)))
+	stableLabels := o.StableLabels
+	if stableLabels == nil {
+		stableLabels = map[string]string{"app": name, "track": "stable"}
+	}
+	Must(t, create(ctx, k, a.ns, mk(name, stableLabels, stableReplicas, ann)))
+	if !o.StableOnly {
+		Must(t, create(ctx, k, a.ns, mk(name+"-canary", map[string]string{"app": name, "track": "canary"}, 0, nil)))
+	}
 	_, err := k.CoreV1().Services(a.ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name},
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
 	}, metav1.CreateOptions{})
 	Must(t, err)
-	a.ApplyYAML(fmt.Sprintf(drYAML, name), controller.DestinationRuleGVR())
-	a.ApplyYAML(fmt.Sprintf(vsYAML, name), controller.VirtualServiceGVR())
+	if !o.StableOnly {
+		a.ApplyYAML(fmt.Sprintf(drYAML, name), controller.DestinationRuleGVR())
+		a.ApplyYAML(fmt.Sprintf(vsYAML, name, 100-o.CanaryWeight, o.CanaryWeight), controller.VirtualServiceGVR())
+	}
 	a.WaitFor("stable pods available", 30*time.Second, func() (bool, string) {
 		dep := a.Deployment(name)
 		return dep.Status.AvailableReplicas == stableReplicas, fmt.Sprintf("%d available", dep.Status.AvailableReplicas)
@@ -287,6 +331,13 @@ func (a *App) Weights() (stable, canary int) {
 // fixed time as a way of waiting for something.
 func (a *App) WaitFor(what string, timeout time.Duration, cond func() (bool, string)) {
 	a.t.Helper()
+	WaitFor(a.t, what, timeout, cond)
+}
+
+// WaitFor is App.WaitFor failing t, for waits in a subtest or without an
+// App.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
@@ -296,7 +347,7 @@ func (a *App) WaitFor(what string, timeout time.Duration, cond func() (bool, str
 		}
 		last = state
 		if time.Now().After(deadline) {
-			a.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
 		}
 		pollPause()
 	}
@@ -310,6 +361,16 @@ func (a *App) WaitPhase(p string, timeout time.Duration) {
 	a.WaitFor("phase "+p, timeout, func() (bool, string) {
 		d := a.StableDep()
 		return d.Annotations[annotations.Phase] == p, d.Annotations[annotations.Phase] + ": " + d.Annotations[annotations.Message]
+	})
+}
+
+// WaitCanaryWeight waits until the canary's weight in the primary route
+// is w.
+func (a *App) WaitCanaryWeight(w int, timeout time.Duration) {
+	a.t.Helper()
+	a.WaitFor(fmt.Sprintf("canary weight %d%%", w), timeout, func() (bool, string) {
+		_, c := a.Weights()
+		return c == w, fmt.Sprintf("canary %d%%, phase %s", c, a.Phase())
 	})
 }
 
@@ -478,32 +539,31 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 func Ptr[T any](v T) *T { return &v }
 
 // manifestKinds maps the kinds NewAppFromManifest creates to their
-// resources; the bool says whether the kind lives in a namespace.
-var manifestKinds = map[string]struct {
-	gvr        schema.GroupVersionResource
-	namespaced bool
-}{
-	"Namespace":       {schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, false},
-	"Service":         {schema.GroupVersionResource{Version: "v1", Resource: "services"}, true},
-	"ConfigMap":       {schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, true},
-	"Deployment":      {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, true},
-	"DestinationRule": {controller.DestinationRuleGVR(), true},
-	"VirtualService":  {controller.VirtualServiceGVR(), true},
+// resources.
+var manifestKinds = map[string]schema.GroupVersionResource{
+	"Namespace":       {Version: "v1", Resource: "namespaces"},
+	"Service":         {Version: "v1", Resource: "services"},
+	"ConfigMap":       {Version: "v1", Resource: "configmaps"},
+	"Deployment":      {Group: "apps", Version: "v1", Resource: "deployments"},
+	"DestinationRule": controller.DestinationRuleGVR(),
+	"VirtualService":  controller.VirtualServiceGVR(),
 }
 
 // NewAppFromManifest creates an app from a multi-document YAML manifest
 // (such as hack/demo/app.yaml) in the fixed namespace its Namespace
 // document names, rather than in a namespace of the test's own: for tests
 // that run commands written for people, which name the namespace. Every
-// object is created as written except that edit, when not nil, may change
-// each one first (for example the stable Deployment's annotations).
+// object is created as written, except that edit, when not nil, may change
+// each one first (for example the stable Deployment's annotations). name is
+// the stable Deployment; the call returns once its pods are available.
 //
-// The namespace must not be in use by another test at the same time. When
-// a namespace of that name from an earlier test is still terminating,
-// NewAppFromManifest waits for it to be gone; when t ends, the namespace
-// is deleted and its deletion awaited, so that the next test can use the
-// name again. name is the stable Deployment; the call returns once its
-// pods are available.
+// The namespace is created if it does not exist and is kept when t ends,
+// because deleting a namespace takes seconds; what t created in it is
+// deleted instead, with the namespace's Events, and t's cleanup returns
+// once no Pod or ReplicaSet is left, so that the next test can create the
+// same objects again. Tests sharing a namespace must therefore not run in
+// parallel, and should register their own cleanups (controller, mesh)
+// after calling this, so that those stop first.
 func (s *Suite) NewAppFromManifest(t testing.TB, manifest []byte, name string, edit func(*unstructured.Unstructured)) *App {
 	t.Helper()
 	k, d := s.clients(t)
@@ -520,6 +580,7 @@ func (s *Suite) NewAppFromManifest(t testing.TB, manifest []byte, name string, e
 		}
 		if u.GetKind() == "Namespace" {
 			ns = u.GetName()
+			continue
 		}
 		if edit != nil {
 			edit(u)
@@ -531,37 +592,24 @@ func (s *Suite) NewAppFromManifest(t testing.TB, manifest []byte, name string, e
 	}
 	a := &App{s: s, t: t, ns: ns, name: name, kube: k, dyn: d}
 	s.env.DumpLogsOnFailure(t)
-	waitNamespaceGone(t, k, ns)
-	t.Cleanup(func() {
-		err := k.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Errorf("deleting namespace %s: %v", ns, err)
-			return
-		}
-		waitNamespaceGone(t, k, ns)
-	})
 	ctx := context.Background()
-	for _, u := range objs {
-		kind := manifestKinds[u.GetKind()]
-		var err error
-		if kind.namespaced {
-			_, err = d.Resource(kind.gvr).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
-		} else {
-			_, err = d.Resource(kind.gvr).Create(ctx, u, metav1.CreateOptions{})
-		}
-		Must(t, err)
-		if u.GetKind() == "Namespace" {
-			// As testenv.NewNamespace: pods are refused until their
-			// ServiceAccount exists.
-			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}
-			if _, err := k.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				t.Fatal(err)
-			}
-		}
+	_, err := k.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
 	}
-	dep := a.Deployment(name)
-	if dep.Spec.Replicas != nil {
-		a.stable = *dep.Spec.Replicas
+	// As testenv.NewNamespace: pods are refused until their ServiceAccount
+	// exists.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}
+	if _, err := k.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.deleteObjects(objs) })
+	for _, u := range objs {
+		_, err := d.Resource(manifestKinds[u.GetKind()]).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
+		Must(t, err)
+	}
+	if r := a.Deployment(name).Spec.Replicas; r != nil {
+		a.stable = *r
 	}
 	a.WaitFor("stable pods available", time.Minute, func() (bool, string) {
 		dep := a.Deployment(name)
@@ -570,17 +618,34 @@ func (s *Suite) NewAppFromManifest(t testing.TB, manifest []byte, name string, e
 	return a
 }
 
-// waitNamespaceGone waits until namespace ns no longer exists.
-func waitNamespaceGone(t testing.TB, k kubernetes.Interface, ns string) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+// deleteObjects deletes objs and the namespace's Events, and waits until
+// the garbage collector has removed every ReplicaSet and Pod.
+func (a *App) deleteObjects(objs []*unstructured.Unstructured) {
+	ctx := context.Background()
+	bg := metav1.DeletePropagationBackground
+	for _, u := range objs {
+		err := a.dyn.Resource(manifestKinds[u.GetKind()]).Namespace(a.ns).Delete(ctx, u.GetName(), metav1.DeleteOptions{PropagationPolicy: &bg})
+		if err != nil && !apierrors.IsNotFound(err) {
+			a.t.Errorf("deleting %s %s/%s: %v", u.GetKind(), a.ns, u.GetName(), err)
+		}
+	}
+	if err := a.kube.CoreV1().Events(a.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		a.t.Errorf("deleting the events of %s: %v", a.ns, err)
+	}
+	deadline := time.Now().Add(time.Minute)
 	for {
-		_, err := k.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		rs, err1 := a.kube.AppsV1().ReplicaSets(a.ns).List(ctx, metav1.ListOptions{})
+		pods, err2 := a.kube.CoreV1().Pods(a.ns).List(ctx, metav1.ListOptions{})
+		if err := errors.Join(err1, err2); err != nil {
+			a.t.Errorf("listing what is left in %s: %v", a.ns, err)
+			return
+		}
+		if len(rs.Items) == 0 && len(pods.Items) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("namespace %s still exists after 2m (last error: %v)", ns, err)
+			a.t.Errorf("%d ReplicaSets and %d Pods still in %s a minute after their Deployments were deleted", len(rs.Items), len(pods.Items), a.ns)
+			return
 		}
 		pollPause()
 	}

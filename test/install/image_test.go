@@ -3,6 +3,7 @@ package install
 import (
 	"bufio"
 	"context"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/json"
 	"os"
@@ -212,7 +213,19 @@ func TestImageRunsTheWayTheChartRunsIt(t *testing.T) {
 
 func TestControllerBinaryIsStaticallyLinked(t *testing.T) {
 	t.Parallel()
-	f, err := elf.Open(controllerBinary(t))
+	bin := controllerBinary(t)
+	info, err := buildinfo.ReadFile(bin)
+	must(t, err)
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	// Go records no -ldflags with -trimpath (they may hold paths).
+	t.Logf("built as the Dockerfile does: CGO_ENABLED=%s -trimpath=%s", settings["CGO_ENABLED"], settings["-trimpath"])
+	if settings["CGO_ENABLED"] != "0" {
+		t.Errorf("the binary was built with CGO_ENABLED=%q, want 0", settings["CGO_ENABLED"])
+	}
+	f, err := elf.Open(bin)
 	must(t, err)
 	defer f.Close()
 	for _, p := range f.Progs {
@@ -224,6 +237,9 @@ func TestControllerBinaryIsStaticallyLinked(t *testing.T) {
 		if f.Section(name) != nil {
 			t.Errorf("section %s present: the binary is dynamically linked", name)
 		}
+	}
+	if f.Section(".symtab") != nil {
+		t.Error("the binary has a symbol table: the Dockerfile's -ldflags=\"-s -w\" did not reach the build")
 	}
 	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
 		t.Errorf("the binary imports shared libraries %v", libs)

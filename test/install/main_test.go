@@ -262,16 +262,26 @@ var (
 	binErr  error
 )
 
-// controllerBinary builds the controller the way the Dockerfile does
-// (CGO_ENABLED=0, -trimpath), once for the package, so the tests check and
-// run the binary the image ships.
+// controllerBinary builds the controller as the Dockerfile's build stage
+// does (its environment, flags and package; see dockerGoBuild), once for the
+// package, so that the tests check and run the binary the image ships.
 func controllerBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
+		envs, args, err := dockerGoBuild(repoRoot(t))
+		if err != nil {
+			binErr = err
+			return
+		}
 		out := filepath.Join(env.Dir, "bin", "meshcanary")
-		r := run(context.Background(), repoRoot(t), []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-o", out, "./cmd/meshcanary")
+		for i, a := range args {
+			if a == "-o" && i+1 < len(args) {
+				args[i+1] = out
+			}
+		}
+		r := run(context.Background(), repoRoot(t), envs, "go", args...)
 		if r.err != nil {
-			binErr = fmt.Errorf("building the controller: %s", r)
+			binErr = fmt.Errorf("building the controller as the Dockerfile does: %s", r)
 			return
 		}
 		binPath = out
@@ -280,6 +290,60 @@ func controllerBinary(t testing.TB) string {
 		t.Fatal(binErr)
 	}
 	return binPath
+}
+
+// dockerGoBuild reads the Dockerfile's `go build` RUN line: the variables
+// set before it (those set from build ARGs, like GOOS=$TARGETOS, are left
+// to the host) and go's arguments.
+func dockerGoBuild(root string) (envs, args []string, err error) {
+	raw, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		return nil, nil, err
+	}
+	joined := strings.ReplaceAll(string(raw), "\\\n", " ")
+	for _, line := range strings.Split(joined, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "RUN ") || !strings.Contains(line, "go build") {
+			continue
+		}
+		words := shellWords(strings.TrimPrefix(strings.TrimSpace(line), "RUN "))
+		for i, w := range words {
+			switch {
+			case strings.HasPrefix(w, "--mount="):
+			case w == "go" && i+1 < len(words) && words[i+1] == "build":
+				return envs, words[i+1:], nil
+			case strings.Contains(w, "=") && !strings.Contains(w, "$"):
+				envs = append(envs, w)
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("no `go build` RUN line in the Dockerfile")
+}
+
+// shellWords splits a command line at blanks, keeping double-quoted parts
+// together (-ldflags="-s -w" is one word, -ldflags=-s -w without quotes).
+func shellWords(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, inWord := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted, inWord = !quoted, true
+		case (r == ' ' || r == '\t') && !quoted:
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 // eventually polls cond until it holds or the deadline passes; it never

@@ -156,10 +156,6 @@ func annotated(k, v string) podOpt {
 	}
 }
 
-func labelled(k, v string) podOpt {
-	return func(p *corev1.Pod) { p.Labels[k] = v }
-}
-
 // deploymentPod is pod i of a Deployment, owned by its ReplicaSet the way
 // the Deployment controller names things.
 func deploymentPod(deployment string, i int, lbls map[string]string, opts ...podOpt) *corev1.Pod {
