@@ -164,6 +164,15 @@ func (ps *problems) add(key, value, expected string) {
 	*ps = append(*ps, Problem{Key: key, Value: value, Expected: expected})
 }
 
+func (ps problems) has(key string) bool {
+	for _, p := range ps {
+		if p.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 func (ps problems) err() error {
 	if len(ps) == 0 {
 		return nil
@@ -355,10 +364,12 @@ func ParseCommands(ann map[string]string) (Commands, error) {
 		}
 		c.Approve = v
 	}
-	if err := ps.err(); err != nil {
-		return Commands{}, err
+	// The well-formed commands stand even when another is malformed: a typo
+	// in one command must never block a rollback given with it.
+	if ps.has(Approve) {
+		c.Approve = ""
 	}
-	return c, nil
+	return c, ps.err()
 }
 
 // CommandKeys lists the command annotations, which the controller removes

@@ -40,6 +40,8 @@ type target struct {
 	subsetKeys []string
 	stableRev  string
 	canaryRev  string
+	// dropCommands are malformed command annotations to remove.
+	dropCommands []string
 }
 
 // invalidError is bad user input: it parks the rollout in Invalid and is
@@ -332,14 +334,23 @@ func readState(d *appsv1.Deployment) (stages.State, error) {
 	return st, nil
 }
 
-func commandsOf(d *appsv1.Deployment) (stages.Commands, error) {
+// commandsOf reads the command annotations. A malformed one is reported
+// and dropped, never held against the others: a typo in promote=yes must
+// not block a rollback. It returns the malformed keys for removal and what
+// to tell the user about them.
+func commandsOf(d *appsv1.Deployment) (stages.Commands, []string, string) {
 	cmd, err := annotations.ParseCommands(d.Annotations)
-	if err != nil {
-		return stages.Commands{}, invalidf("Deployment %s/%s: %v", d.Namespace, d.Name, err)
+	var bad []string
+	msg := ""
+	var pe *annotations.ParseError
+	if errors.As(err, &pe) {
+		for _, p := range pe.Problems {
+			bad = append(bad, p.Key)
+		}
+		msg = fmt.Sprintf("ignored and removed: %v", err)
 	}
-	return stages.Commands{Rollback: cmd.Rollback, Promote: cmd.Promote, Pause: cmd.Pause, Approve: cmd.Approve}, nil
+	return stages.Commands{Rollback: cmd.Rollback, Promote: cmd.Promote, Pause: cmd.Pause, Approve: cmd.Approve}, bad, msg
 }
-
 func isInvalid(err error) (string, bool) {
 	var ie *invalidError
 	if errors.As(err, &ie) {

@@ -85,8 +85,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	t, err := c.resolve(d)
 	obs := stages.Observation{Plan: t.plan}
 	var published *status.Analysis
-	if err == nil {
-		obs.Commands, err = commandsOf(d)
+	var badCommands string
+	obs.Commands, t.dropCommands, badCommands = commandsOf(d)
+	if badCommands != "" {
+		log.Warn().Str("reason", stages.ReasonCommandIgnored).Msg(badCommands)
+		c.cfg.Recorder.Event(d, corev1.EventTypeWarning, stages.ReasonCommandIgnored, badCommands)
 	}
 	if msg, ok := isInvalid(err); ok {
 		obs.Invalid = msg
@@ -135,6 +138,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 // stage began. A broken custom query is the user's to fix: it comes back as
 // an invalid-configuration message, not as an outage.
 func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, window time.Duration, now time.Time) (stages.Analysis, *metrics.Result, string) {
+	// A lookback longer than the interval judges each interval over more
+	// traffic, still never reaching back before the stage began.
+	if lb := t.policy.Lookback.Duration; lb > window {
+		window = min(lb, now.Sub(st.StageStart))
+	}
 	req := metrics.Request{
 		Namespace:   t.stable.Namespace,
 		Stable:      t.stable.Name,
@@ -391,6 +399,9 @@ func (c *Controller) persist(ctx context.Context, t *target, obs stages.Observat
 		annotations.Approve:  dec.Consumed.Approve,
 	}
 	anyConsumed := false
+	for _, k := range t.dropCommands {
+		consumed[k] = true
+	}
 	for k, yes := range consumed {
 		if _, present := d.Annotations[k]; yes && present {
 			want[k] = nil

@@ -14,6 +14,13 @@ type Policy struct {
 	// Interval is the analysis interval: every Interval the canary is
 	// compared with stable over the traffic of that interval.
 	Interval Duration `json:"interval,omitzero"`
+	// Lookback is how far back each analysis looks: every Interval, the
+	// canary is judged over the last Lookback of traffic, never reaching
+	// before the stage began (so no earlier release or stage counts).
+	// Longer than Interval gives each verdict more requests (faster,
+	// surer detection for a low-traffic canary) at the cost of a verdict
+	// trailing the traffic by up to Lookback. Zero means one Interval.
+	Lookback Duration `json:"lookback,omitzero"`
 	// MinRequests is the fewest requests each version must serve in an
 	// analysis window for the window to count; fewer makes it inconclusive.
 	MinRequests int `json:"minRequests,omitempty"`

@@ -31,6 +31,9 @@ func Validate(p Policy, path *field.Path) field.ErrorList {
 	if p.Interval.Duration < MinInterval {
 		errs = append(errs, field.Invalid(path.Child("interval"), p.Interval.String(), "must be at least 1s"))
 	}
+	if p.Lookback.Duration != 0 && p.Lookback.Duration < p.Interval.Duration {
+		errs = append(errs, field.Invalid(path.Child("lookback"), p.Lookback.String(), "must be at least the interval ("+p.Interval.String()+"), or left out for one interval"))
+	}
 	if p.MinRequests < 0 {
 		errs = append(errs, field.Invalid(path.Child("minRequests"), p.MinRequests, "must not be negative"))
 	}

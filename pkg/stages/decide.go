@@ -279,7 +279,8 @@ func (x *decider) progress() {
 	elapsed := StageElapsed(*s, x.now)
 	if plan.StuckAfter > 0 && !s.StuckReported && elapsed >= step.Duration+plan.StuckAfter {
 		s.StuckReported = true
-		x.event(true, ReasonRolloutStuck, "stage %s has not completed %s after its %s duration: %s", StageLabel(*s, plan), plan.StuckAfter, step.Duration, s.Message)
+		x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolloutStuck, Page: true,
+			Message: fmt.Sprintf("stage %s has not completed %s after its %s duration: %s", StageLabel(*s, plan), plan.StuckAfter, step.Duration, s.Message)})
 	}
 	if s.Phase == Progressing && elapsed >= step.Duration && s.Passes > 0 && s.Failures == 0 && s.Outages == 0 {
 		if ok, next, why := x.allowed(); !ok {
@@ -463,8 +464,10 @@ func (x *decider) rollback(result Result, decidedBy, msg string) {
 	s.DecidedBy = decidedBy
 	s.PausedAt = time.Time{}
 	// An automatic rollback pages: something shipped broken. A person's
-	// rollback does not page the person who made it.
-	x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolledBack, Message: msg, Page: decidedBy != DecidedByAnnotation})
+	// rollback (or their reverting the canary) does not page the person who
+	// made it, and closes any incident a rule opened for this release.
+	human := decidedBy == DecidedByAnnotation || decidedBy == DecidedByCanaryReverted
+	x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolledBack, Message: msg, Page: !human, Resolve: human})
 	x.d.Consumed.Pause = x.obs.Commands.Pause
 	x.settle()
 }
@@ -494,7 +497,7 @@ func (x *decider) ignoreCommands() {
 	cmd, s := x.obs.Commands, x.s()
 	if cmd.Rollback != "" {
 		x.d.Consumed.Rollback = true
-		x.event(false, ReasonCommandIgnored, "meshcanary.io/rollback ignored: no release in progress (phase %s); to revert a promoted release use kubectl rollout undo on the stable Deployment", s.Phase)
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/rollback ignored: no release in progress (phase %s); to return to the previous version, set the canary Deployment back to it (kubectl rollout undo on the canary) and promote it (runbooks/regression-after-promotion.md)", s.Phase)
 	}
 	if cmd.Promote {
 		x.d.Consumed.Promote = true

@@ -32,6 +32,7 @@ const detectionPolicy = `
 policies:
 - name: default
   interval: 10s
+  lookback: %s
   minRequests: 20
   failureLimit: 2
   metricsOutageLimit: 5
@@ -47,32 +48,63 @@ policies:
 // start failing 5% of requests (the pods' behaviour changes, the template
 // does not, so this is the same release going bad). Measured: onset to the
 // VirtualService at 100/0, at 50 requests per second and a 1 s scrape.
+//
+// Two lookbacks: one interval (the default: each verdict on the last 10 s)
+// and 30 s (each verdict on the last 30 s, never before the stage began).
 func BenchmarkDetectionTime(b *testing.B) {
-	for _, weight := range []int{1, 10, 50} {
-		b.Run(fmt.Sprintf("stage=%d%%", weight), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				a := suite.NewApp(b, fmt.Sprintf("detect-%d-%d", weight, i), 10, nil)
-				sim := a.Mesh(50)
-				a.RunController(harness.ParsePolicies(b, fmt.Sprintf(detectionPolicy, weight)), suite.Env().PrometheusURL)
-				a.Release("payment:v2", nil)
-				a.WaitFor("the canary at its stage", 2*time.Minute, func() (bool, string) { _, c := a.Weights(); return c == weight, "" })
-				before := sim.Truth(a.NS(), a.Name()+"-canary")
-				onset := time.Now()
-				podsFail(b, a, "0.05")
-				a.WaitFor("the VirtualService back at 100/0", 15*time.Minute, func() (bool, string) {
-					_, c := a.Weights()
-					return c == 0, a.StableDep().Annotations[annotations.Message]
-				})
-				detect := time.Since(onset)
-				failed := sim.Truth(a.NS(), a.Name()+"-canary").Failed - before.Failed
-				b.ReportMetric(detect.Seconds(), "s-to-detect")
-				b.ReportMetric(detect.Seconds()/10, "intervals")
-				b.ReportMetric(float64(failed), "failed-canary-requests")
-				b.Logf("stage %d%%: detected in %s (%.1f intervals of 10s), %d failed canary requests: %s",
-					weight, detect.Round(100*time.Millisecond), detect.Seconds()/10, failed, a.StableDep().Annotations[annotations.Message])
-			}
-		})
+	for _, lookback := range []string{"10s", "30s"} {
+		for _, weight := range []int{1, 10, 50} {
+			b.Run(fmt.Sprintf("lookback=%s/stage=%d%%", lookback, weight), func(b *testing.B) {
+				detect(b, lookback, weight)
+			})
+		}
 	}
+}
+
+// detect runs the scenario once per seed (BENCH_SEEDS, default 3) and
+// reports the median: the simulated errors are random, and one sequence of
+// them is one sample.
+func detect(b *testing.B, lookback string, weight int) {
+	seeds := 3
+	if v, err := strconv.Atoi(os.Getenv("BENCH_SEEDS")); err == nil && v > 0 {
+		seeds = v
+	}
+	for i := 0; i < b.N; i++ {
+		var times []time.Duration
+		var fails []int64
+		for seed := 1; seed <= seeds; seed++ {
+			d, f := detectOnce(b, lookback, weight, i, int64(seed))
+			times, fails = append(times, d), append(fails, f)
+		}
+		slices.Sort(times)
+		slices.Sort(fails)
+		med := times[len(times)/2]
+		b.ReportMetric(med.Seconds(), "s-to-detect-median")
+		b.ReportMetric(times[len(times)-1].Seconds(), "s-to-detect-max")
+		b.ReportMetric(med.Seconds()/10, "intervals-median")
+		b.ReportMetric(float64(fails[len(fails)/2]), "failed-canary-requests-median")
+		b.Logf("lookback %s, stage %d%%: detection over %d seeds %v, median %s", lookback, weight, seeds, times, med)
+	}
+}
+
+func detectOnce(b *testing.B, lookback string, weight, i int, seed int64) (time.Duration, int64) {
+	a := suite.NewApp(b, fmt.Sprintf("detect-%d-%d-%d", weight, i, seed), 10, nil)
+	sim := a.MeshSeeded(50, seed)
+	a.RunController(harness.ParsePolicies(b, fmt.Sprintf(detectionPolicy, lookback, weight)), suite.Env().PrometheusURL)
+	a.Release("payment:v2", nil)
+	a.WaitFor("the canary at its stage", 2*time.Minute, func() (bool, string) { _, c := a.Weights(); return c == weight, "" })
+	before := sim.Truth(a.NS(), a.Name()+"-canary")
+	onset := time.Now()
+	podsFail(b, a, "0.05")
+	a.WaitFor("the VirtualService back at 100/0", 15*time.Minute, func() (bool, string) {
+		_, c := a.Weights()
+		return c == 0, a.StableDep().Annotations[annotations.Message]
+	})
+	detect := time.Since(onset)
+	failed := sim.Truth(a.NS(), a.Name()+"-canary").Failed - before.Failed
+	b.Logf("lookback %s, stage %d%%, seed %d: detected in %s (%.1f intervals of 10s), %d failed canary requests: %s",
+		lookback, weight, seed, detect.Round(100*time.Millisecond), detect.Seconds()/10, failed, a.StableDep().Annotations[annotations.Message])
+	return detect, failed
 }
 
 // podsFail changes the simulated behaviour of the running canary pods.

@@ -65,7 +65,7 @@ const blueGreenPolicy = `
   interval: 2s
   minRequests: 10
   checks:
-  - {metric: error-rate, max: "1%"}
+  - {metric: error-rate, max: "0.5%"}
   - {metric: latency-p95, max: 2s}
 `
 

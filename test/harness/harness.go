@@ -474,11 +474,19 @@ func (rc *Controller) Stop() {
 // as a Prometheus scrape target for the test's lifetime.
 func (a *App) Mesh(rps float64) *meshsim.Sim {
 	a.t.Helper()
+	return a.MeshSeeded(rps, 1)
+}
+
+// MeshSeeded is Mesh with the simulated mesh's random seed: tests keep the
+// fixed seed of Mesh so they replay; benchmarks vary it, because a single
+// sequence of simulated errors is one sample, not a measurement.
+func (a *App) MeshSeeded(rps float64, seed int64) *meshsim.Sim {
+	a.t.Helper()
 	reg := prometheus.NewRegistry()
 	sim, err := meshsim.New(meshsim.Config{
 		Kube: a.kube, Dynamic: a.dyn,
 		Services:    []meshsim.Service{{Namespace: a.ns, Host: a.name, RPS: rps}},
-		MaxDuration: 10 * time.Minute, MaxRequests: 10_000_000, Seed: 1,
+		MaxDuration: 15 * time.Minute, MaxRequests: 10_000_000, Seed: seed,
 		Registry: reg,
 	})
 	Must(a.t, err)

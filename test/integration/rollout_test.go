@@ -91,6 +91,15 @@ func (l *weightLog) sequence() []int {
 	return out
 }
 
+// caughtUp waits until the recorder has seen the VirtualService at canary
+// weight w: the recorder polls, so under load it may trail the test.
+func (l *weightLog) caughtUp(a *harness.App, w int) {
+	a.WaitFor(fmt.Sprintf("the weight recorder to see canary weight %d", w), 10*time.Second, func() (bool, string) {
+		seq := l.sequence()
+		return len(seq) > 0 && seq[len(seq)-1] == w, fmt.Sprint(seq)
+	})
+}
+
 func (l *weightLog) get() []weightEntry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -116,6 +125,7 @@ func TestHealthyReleaseWalksEveryStageAndPromotes(t *testing.T) {
 		return *c.Spec.Replicas == 0, fmt.Sprint(*c.Spec.Replicas)
 	})
 
+	log.caughtUp(a, 0)
 	if got := fmt.Sprint(log.sequence()); got != "[0 10 50 100 0]" {
 		t.Errorf("canary weights went %s, want [0 10 50 100 0]", got)
 	}
@@ -285,6 +295,7 @@ func TestNewRevisionMidRolloutRestartsFromTheFirstStage(t *testing.T) {
 	a.Release("catalog:v3", nil)
 	a.WaitEvent(stages.ReasonRolloutRestarted, "restarting from stage 1", 20*time.Second)
 	a.WaitPhase("Succeeded", 3*time.Minute)
+	log.caughtUp(a, 0)
 	seq := fmt.Sprint(log.sequence())
 	if !strings.HasPrefix(seq, "[0 10 50 0 10 50 100") {
 		t.Errorf("weights went %s, want a restart from 0 then 10, 50, 100", seq)
@@ -309,6 +320,7 @@ func TestControllerRestartMidStageResumesWithoutShorteningIt(t *testing.T) {
 	a.RunController(pol, suite.Env().PrometheusURL)
 	a.WaitPhase("Succeeded", 3*time.Minute)
 
+	log.caughtUp(a, 0)
 	entries := log.get()
 	if got := fmt.Sprint(log.sequence()); got != "[0 10 50 100 0]" {
 		t.Fatalf("weights went %s, want [0 10 50 100 0]: a stage was skipped or repeated", got)
@@ -452,7 +464,6 @@ spec:
 		"a VirtualService that does not exist":       {ann: map[string]string{annotations.VirtualService: "nope"}, want: "VirtualService"},
 		"a route that does not exist":                {ann: map[string]string{annotations.Route: "nope"}, want: "route"},
 		"a policy that does not exist":               {ann: map[string]string{annotations.Policy: "nope"}, want: annotations.Policy},
-		"a promote command that is not a bool":       {ann: map[string]string{annotations.Promote: "yes"}, want: annotations.Promote},
 		"a VirtualService without the subsets":       {vs: noSubsets, want: "subset"},
 		"a VirtualService with two candidate routes": {vs: twoRoutes, want: "meshcanary.io/route"},
 	}
@@ -567,4 +578,23 @@ func TestStableScaleChangeDuringARolloutRescalesTheCanary(t *testing.T) {
 	if truth := sim.TruthByService(a.NS(), a.Name()); truth.Failed != 0 {
 		t.Errorf("%d of %d requests failed during the rollout", truth.Failed, truth.Sent)
 	}
+}
+
+func TestAMalformedCommandIsDroppedAndNeverBlocksARollback(t *testing.T) {
+	t.Parallel()
+	a := suite.NewApp(t, "typo", 4, nil)
+	a.Mesh(100)
+	a.RunController(harness.ParsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 1h")), suite.Env().PrometheusURL)
+	a.Release("typo:v2", nil)
+	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
+	// Two commands at once, one of them malformed.
+	a.PatchDeploymentMerge(a.Name(), map[string]any{"metadata": map[string]any{"annotations": map[string]any{
+		annotations.Promote: "yes", annotations.Rollback: "bad release",
+	}}})
+	a.WaitPhase("RolledBack", 20*time.Second)
+	a.WaitEvent(stages.ReasonCommandIgnored, annotations.Promote, 10*time.Second)
+	a.WaitFor("the malformed command removed", 10*time.Second, func() (bool, string) {
+		_, present := a.StableDep().Annotations[annotations.Promote]
+		return !present, ""
+	})
 }

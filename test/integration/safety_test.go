@@ -304,6 +304,7 @@ policies:
 	// A good release: green comes up at full size, then one switch.
 	a.Release("bluegreen:v2", nil)
 	a.WaitPhase("Succeeded", 2*time.Minute)
+	log.caughtUp(a, 0)
 	if seq := fmt.Sprint(log.sequence()); seq != "[0 100 0]" {
 		t.Errorf("weights went %s, want one switch to green and back to the promoted stable", seq)
 	}
