@@ -8,16 +8,18 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/meshcanary/meshcanary/pkg/policy"
 )
 
-// Builtin metric names.
+// Builtin metric names, as the policy file spells them.
 const (
-	MetricErrorRate   = "error-rate"
-	MetricSuccessRate = "success-rate"
-	MetricRequestRate = "request-rate"
-	MetricLatencyP50  = "latency-p50"
-	MetricLatencyP95  = "latency-p95"
-	MetricLatencyP99  = "latency-p99"
+	MetricErrorRate   = policy.MetricErrorRate
+	MetricSuccessRate = policy.MetricSuccessRate
+	MetricRequestRate = policy.MetricRequestRate
+	MetricLatencyP50  = policy.MetricLatencyP50
+	MetricLatencyP95  = policy.MetricLatencyP95
+	MetricLatencyP99  = policy.MetricLatencyP99
 )
 
 // requestsMetric names the request count in a QueryError; it is not a

@@ -419,6 +419,7 @@ func (x *decider) analysis(a Analysis) bool {
 func (x *decider) promote(manual bool) {
 	s := x.s()
 	s.Phase = Promoting
+	s.PromoteStart, s.StuckReported = x.now, false
 	s.PausedAt = time.Time{}
 	s.DecidedBy = DecidedByAnalysis
 	if manual {
@@ -444,6 +445,17 @@ func (x *decider) promoting() {
 	}
 	if !x.obs.Stable.Settled {
 		s.Message = fmt.Sprintf("promoting revision %s: waiting for stable's rollout (%d/%d available)", s.Revision, x.obs.Stable.Available, x.obs.Stable.Replicas)
+		// The canary keeps carrying its traffic, so nothing is unsafe; but a
+		// stable that never finishes needs a person, so say so once.
+		if d := x.obs.Plan.ProgressDeadline; d > 0 && !s.PromoteStart.IsZero() {
+			if deadline := s.PromoteStart.Add(d); !x.now.Before(deadline) && !s.StuckReported {
+				s.StuckReported = true
+				x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolloutStuck, Page: true,
+					Message: fmt.Sprintf("stable has not finished rolling out revision %s within %s (%d/%d available); the canary keeps its traffic", s.Revision, d, x.obs.Stable.Available, x.obs.Stable.Replicas)})
+			} else if x.now.Before(deadline) {
+				x.requeueAt(deadline)
+			}
+		}
 		return
 	}
 	x.setWeight(0)

@@ -266,6 +266,26 @@ func TestReleaseSafety(t *testing.T) {
 				t.Fatalf("%d stuck reports", n)
 			}
 		},
+		"a promotion whose stable never settles is reported stuck once, keeping the canary's traffic": func(t *testing.T) {
+			w := newWorld(t, Step{Weight: 100, Duration: 10 * time.Second})
+			w.release("v2")
+			for w.st.Phase != Promoting {
+				w.tick(5*time.Second, Pass)
+			}
+			for i := 0; i < 40; i++ {
+				w.obs.Stable.Settled = false // stable's new pods never become available
+				w.tick(10*time.Second, "")
+			}
+			n := 0
+			for _, e := range w.events {
+				if e.Reason == ReasonRolloutStuck && e.Page {
+					n++
+				}
+			}
+			if n != 1 || w.st.Phase != Promoting || w.obs.Weight != 100 {
+				t.Fatalf("%d stuck reports, phase %s, weight %d", n, w.st.Phase, w.obs.Weight)
+			}
+		},
 		"an automatic rollback pages and a manual one does not": func(t *testing.T) {
 			w := newWorld(t)
 			w.release("v2")

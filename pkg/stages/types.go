@@ -261,6 +261,8 @@ type State struct {
 	// break; RuleFired marks rules that acted during that hold.
 	RuleSince map[string]time.Time `json:"ruleSince,omitempty"`
 	RuleFired map[string]bool      `json:"ruleFired,omitempty"`
+	// PromoteStart is when promotion began, for its deadline.
+	PromoteStart time.Time `json:"promoteStart,omitzero"`
 	// StuckReported avoids repeating the stuck report within a stage.
 	StuckReported bool `json:"stuckReported,omitempty"`
 	// Held says why the rollout waits (window, approval, gate), if it does.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -53,11 +55,11 @@ type Suite struct {
 	// scrapes keeps Prometheus' scrape configuration in step with the
 	// simulated meshes of the tests running now.
 	mu      sync.Mutex
-	targets map[string]string // job -> address
+	targets map[string]ScrapeJob // by job name
 }
 
 // NewSuite returns a Suite; Main fills in its environment.
-func NewSuite() *Suite { return &Suite{targets: map[string]string{}} }
+func NewSuite() *Suite { return &Suite{targets: map[string]ScrapeJob{}} }
 
 // Main is the test package's TestMain: one control plane for all its tests.
 func (s *Suite) Main(m *testing.M) {
@@ -66,6 +68,13 @@ func (s *Suite) Main(m *testing.M) {
 
 // Env is the running control plane.
 func (s *Suite) Env() *testenv.Env { return s.env }
+
+// Clients returns admin clients of the control plane, for work outside an
+// App (namespaces, RBAC checks, objects a chart installed).
+func (s *Suite) Clients(t testing.TB) (kubernetes.Interface, dynamic.Interface) {
+	t.Helper()
+	return s.clients(t)
+}
 
 func (s *Suite) clients(t testing.TB) (kubernetes.Interface, dynamic.Interface) {
 	t.Helper()
@@ -267,9 +276,28 @@ func (a *App) Release(image string, podAnnotations map[string]string) {
 	for k, v := range podAnnotations {
 		ann[k] = v
 	}
+	a.releaseTemplate("app", image, ann)
+}
+
+// ReleaseImage changes the image of the canary's container and adds
+// podAnnotations to its pod template, and nothing else, as
+// `kubectl set image` does: for apps whose objects the test did not write
+// (ExistingApp), whose container is not NewApp's "app" and whose pods carry
+// no simulated behaviour unless podAnnotations give it.
+func (a *App) ReleaseImage(container, image string, podAnnotations map[string]string) {
+	a.t.Helper()
+	ann := map[string]any{}
+	for k, v := range podAnnotations {
+		ann[k] = v
+	}
+	a.releaseTemplate(container, image, ann)
+}
+
+func (a *App) releaseTemplate(container, image string, ann map[string]any) {
+	a.t.Helper()
 	patch := map[string]any{"spec": map[string]any{"template": map[string]any{
 		"metadata": map[string]any{"annotations": ann},
-		"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": image}}},
+		"spec":     map[string]any{"containers": []any{map[string]any{"name": container, "image": image}}},
 	}}}
 	a.PatchDeployment(a.name+"-canary", patch)
 }
@@ -497,7 +525,7 @@ func (a *App) MeshSeeded(rps float64, seed int64) *meshsim.Sim {
 	Must(a.t, err)
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	a.s.addScrape(a.t, a.ns, ln.Addr().String())
+	a.s.AddScrapeTarget(a.t, a.ns, ln.Addr().String())
 	a.t.Cleanup(func() { cancel(); <-done; _ = srv.Close() })
 	select {
 	case <-sim.Ready():
@@ -507,16 +535,43 @@ func (a *App) MeshSeeded(rps float64, seed int64) *meshsim.Sim {
 	return sim
 }
 
-func (s *Suite) addScrape(t testing.TB, job, addr string) {
+// ScrapeJob is one job of Prometheus' scrape configuration, scraped every
+// second with one static target.
+type ScrapeJob struct {
+	Job    string // job_name
+	Target string // host:port
+	// Path is metrics_path; empty means Prometheus' default, /metrics.
+	Path        string
+	HonorLabels bool
+	// Labels are target labels, as service discovery would add them.
+	Labels map[string]string
+}
+
+// AddScrapeTarget has Prometheus scrape addr as job, alongside the
+// simulated meshes, until t ends: for what a test runs besides a mesh, such
+// as a controller's /metrics.
+func (s *Suite) AddScrapeTarget(t testing.TB, job, addr string) {
+	t.Helper()
+	s.AddScrapeJobs(t, ScrapeJob{Job: job, Target: addr})
+}
+
+// AddScrapeJobs is AddScrapeTarget for jobs with more than a target, such
+// as the job prometheus-operator makes of a ServiceMonitor; a job replaces
+// one of the same name until t ends.
+func (s *Suite) AddScrapeJobs(t testing.TB, jobs ...ScrapeJob) {
 	t.Helper()
 	s.mu.Lock()
-	s.targets[job] = addr
+	for _, j := range jobs {
+		s.targets[j.Job] = j
+	}
 	Must(t, s.env.SetScrapeConfigs(context.Background(), s.render()))
 	s.mu.Unlock()
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		delete(s.targets, job)
+		for _, j := range jobs {
+			delete(s.targets, j.Job)
+		}
 		_ = s.env.SetScrapeConfigs(context.Background(), s.render())
 	})
 }
@@ -528,11 +583,72 @@ func (s *Suite) render() string {
 	}
 	sort.Strings(jobs)
 	var b strings.Builder
-	for _, j := range jobs {
-		fmt.Fprintf(&b, "- job_name: %s\n  scrape_interval: 1s\n  static_configs:\n  - targets: ['%s']\n", j, s.targets[j])
+	for _, name := range jobs {
+		j := s.targets[name]
+		fmt.Fprintf(&b, "- job_name: %s\n  scrape_interval: 1s\n", j.Job)
+		if j.Path != "" {
+			fmt.Fprintf(&b, "  metrics_path: %q\n", j.Path)
+		}
+		if j.HonorLabels {
+			b.WriteString("  honor_labels: true\n")
+		}
+		fmt.Fprintf(&b, "  static_configs:\n  - targets: ['%s']\n", j.Target)
+		if len(j.Labels) > 0 {
+			keys := make([]string, 0, len(j.Labels))
+			for k := range j.Labels {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			b.WriteString("    labels:\n")
+			for _, k := range keys {
+				fmt.Fprintf(&b, "      %s: %q\n", k, j.Labels[k])
+			}
+		}
 	}
 	return b.String()
 }
+
+// PromProxy stands between a controller and the suite's Prometheus so that
+// a test can take Prometheus away (connections dropped, as by a dead host)
+// without stopping the shared one.
+type PromProxy struct {
+	ln   net.Listener
+	srv  *http.Server
+	down atomic.Bool
+}
+
+// NewPromProxy starts a PromProxy that passes requests on until t ends.
+func (s *Suite) NewPromProxy(t testing.TB) *PromProxy {
+	t.Helper()
+	target, err := url.Parse(s.env.PrometheusURL)
+	Must(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	Must(t, err)
+	p := &PromProxy{ln: ln}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() {
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					_ = c.Close()
+					return
+				}
+			}
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = p.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = p.srv.Close() })
+	return p
+}
+
+// URL is the proxy's address, for a controller's Prometheus URL.
+func (p *PromProxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+// SetDown takes Prometheus away (true) or brings it back (false).
+func (p *PromProxy) SetDown(down bool) { p.down.Store(down) }
 
 func ParsePolicies(t testing.TB, doc string) *policy.File {
 	t.Helper()
@@ -616,14 +732,34 @@ func (s *Suite) NewAppFromManifest(t testing.TB, manifest []byte, name string, e
 		_, err := d.Resource(manifestKinds[u.GetKind()]).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
 		Must(t, err)
 	}
-	if r := a.Deployment(name).Spec.Replicas; r != nil {
+	a.waitStableAvailable()
+	return a
+}
+
+// ExistingApp returns an App over a stable Deployment name, its canary
+// name-canary, their Service, DestinationRule and VirtualService (route
+// "primary") that already exist in ns, created by the test as users would
+// (kubectl apply of an example, a chart): it returns once the stable pods
+// are available. What t created stays t's to delete.
+func (s *Suite) ExistingApp(t testing.TB, ns, name string) *App {
+	t.Helper()
+	k, d := s.clients(t)
+	a := &App{s: s, t: t, ns: ns, name: name, kube: k, dyn: d}
+	a.waitStableAvailable()
+	return a
+}
+
+// waitStableAvailable waits a minute at most until as many stable pods are
+// available as the stable Deployment asks for.
+func (a *App) waitStableAvailable() {
+	a.t.Helper()
+	if r := a.Deployment(a.name).Spec.Replicas; r != nil {
 		a.stable = *r
 	}
 	a.WaitFor("stable pods available", time.Minute, func() (bool, string) {
-		dep := a.Deployment(name)
-		return dep.Status.AvailableReplicas == a.stable, fmt.Sprintf("%d available", dep.Status.AvailableReplicas)
+		dep := a.Deployment(a.name)
+		return dep.Status.AvailableReplicas == a.stable, fmt.Sprintf("%d of %d available", dep.Status.AvailableReplicas, a.stable)
 	})
-	return a
 }
 
 // deleteObjects deletes objs and the namespace's Events, and waits until

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // valueSet is one configuration the chart must render into objects the API
@@ -96,7 +97,7 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 		t.Run(vs.name, func(t *testing.T) {
 			t.Parallel()
 			ns := restrictedNamespace(t)
-			watched := env.NewNamespace(t)
+			watched := suite.Env().NewNamespace(t)
 			values := writeFile(t, "values.yaml", strings.ReplaceAll(vs.values, "WATCHED", watched))
 			// A release name of its own: cluster-scoped objects (ClusterRole)
 			// of an installed release must not be the ones dry-run against.
@@ -378,9 +379,9 @@ policies:
 func TestValuesSchemaKnowsEveryPolicyField(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join(chartDir(t), "values.schema.json"))
-	must(t, err)
+	harness.Must(t, err)
 	var schema map[string]any
-	must(t, json.Unmarshal(raw, &schema))
+	harness.Must(t, json.Unmarshal(raw, &schema))
 	at := func(path ...string) map[string]any {
 		m := schema
 		for _, p := range path {

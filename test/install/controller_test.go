@@ -1,19 +1,15 @@
 package install
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +19,8 @@ import (
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // controllerProcess is `meshcanary controller` running as a subprocess,
@@ -93,12 +91,12 @@ func tryStartController(t testing.TB, dep *appsv1.Deployment, kubeconfig, polici
 	c.args = append(c.args, "--kubeconfig="+kubeconfig)
 
 	logFile, err := os.Create(c.logPath)
-	must(t, err)
+	harness.Must(t, err)
 	c.cmd = exec.Command(controllerBinary(t), c.args...)
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	// Killed with the test binary if that dies without cleanup.
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	must(t, c.cmd.Start())
+	harness.Must(t, c.cmd.Start())
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("---- controller log (%s) ----\n%s", c.logPath, tail(c.logs(), 80))
@@ -256,43 +254,7 @@ func httpOK(u string) error {
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	harness.Must(t, err)
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
-
-// promProxy stands between the controller and Prometheus so that a test can
-// take Prometheus away (connections dropped) without stopping the shared one.
-type promProxy struct {
-	ln   net.Listener
-	srv  *http.Server
-	down atomic.Bool
-}
-
-func newPromProxy(t testing.TB) *promProxy {
-	t.Helper()
-	target, err := url.Parse(env.PrometheusURL)
-	must(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p := &promProxy{ln: ln}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.down.Load() {
-			if hj, ok := w.(http.Hijacker); ok {
-				if c, _, err := hj.Hijack(); err == nil {
-					_ = c.Close()
-					return
-				}
-			}
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	})}
-	go func() { _ = p.srv.Serve(ln) }()
-	t.Cleanup(func() { _ = p.srv.Shutdown(context.Background()) })
-	return p
-}
-
-func (p *promProxy) url() string { return "http://" + p.ln.Addr().String() }

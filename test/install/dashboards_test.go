@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // runbooks are the runbook files alerts and dashboards may link to
@@ -96,7 +98,7 @@ dashboards: {namespace: grafana, label: my_dashboards, labelValue: "yes", annota
 					Templating struct{ List []map[string]any } `json:"templating"`
 					Links      []struct{ URL string }          `json:"links"`
 				}
-				must(t, json.Unmarshal([]byte(raw.(string)), &d))
+				harness.Must(t, json.Unmarshal([]byte(raw.(string)), &d))
 				if d.UID == "" || d.Title == "" {
 					t.Errorf("uid %q, title %q", d.UID, d.Title)
 				}

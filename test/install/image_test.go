@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // There is no container engine here, so the image is checked through what
@@ -34,7 +36,7 @@ type stage struct {
 func parseDockerfile(t testing.TB) []stage {
 	t.Helper()
 	f, err := os.Open(filepath.Join(repoRoot(t), "Dockerfile"))
-	must(t, err)
+	harness.Must(t, err)
 	defer f.Close()
 	var stages []stage
 	var cur strings.Builder
@@ -83,7 +85,7 @@ func parseDockerfile(t testing.TB) []stage {
 		cur.WriteString(line)
 		flush()
 	}
-	must(t, sc.Err())
+	harness.Must(t, sc.Err())
 	flush()
 	if len(stages) < 2 {
 		t.Fatalf("want a build stage and a final stage in the Dockerfile, found %d stages", len(stages))
@@ -132,7 +134,7 @@ func TestImageRunsTheWayTheChartRunsIt(t *testing.T) {
 	}
 	t.Run("the build stage uses the Go version of go.mod", func(t *testing.T) {
 		mod, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
-		must(t, err)
+		harness.Must(t, err)
 		m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(mod)
 		if m == nil {
 			t.Fatal("no go line in go.mod")
@@ -215,7 +217,7 @@ func TestControllerBinaryIsStaticallyLinked(t *testing.T) {
 	t.Parallel()
 	bin := controllerBinary(t)
 	info, err := buildinfo.ReadFile(bin)
-	must(t, err)
+	harness.Must(t, err)
 	settings := map[string]string{}
 	for _, s := range info.Settings {
 		settings[s.Key] = s.Value
@@ -226,7 +228,7 @@ func TestControllerBinaryIsStaticallyLinked(t *testing.T) {
 		t.Errorf("the binary was built with CGO_ENABLED=%q, want 0", settings["CGO_ENABLED"])
 	}
 	f, err := elf.Open(bin)
-	must(t, err)
+	harness.Must(t, err)
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
@@ -257,7 +259,7 @@ func TestImageBuildContextHoldsEveryPackageOfTheBinary(t *testing.T) {
 		t.Fatal(r)
 	}
 	ignore, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
-	must(t, err)
+	harness.Must(t, err)
 	var allowed []string
 	for _, l := range strings.Split(string(ignore), "\n") {
 		if p, ok := strings.CutPrefix(strings.TrimSpace(l), "!"); ok {
@@ -280,7 +282,7 @@ func TestImageBuildContextHoldsEveryPackageOfTheBinary(t *testing.T) {
 	}
 	for _, dir := range strings.Fields(r.stdout) {
 		rel, err := filepath.Rel(root, dir)
-		must(t, err)
+		harness.Must(t, err)
 		top := strings.Split(filepath.ToSlash(rel), "/")[0]
 		if !slices.Contains(allowed, top) || !slices.Contains(copied, top) {
 			t.Errorf("package %s is built into the binary but %s/ is not in the image build (.dockerignore allows %v, COPY takes %v)", rel, top, allowed, copied)

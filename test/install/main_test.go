@@ -22,19 +22,15 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshcanary/meshcanary/internal/testenv"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
-// env is the one local control plane this package's tests share; each test
-// works in namespaces of its own.
-var env *testenv.Env
+// suite is the one local control plane this package's tests share; each
+// test works in namespaces of its own.
+var suite = harness.NewSuite()
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, testenv.Options{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "testenv: "+f+"\n", a...) }}, &env)
-}
+func TestMain(m *testing.M) { suite.Main(m) }
 
 // scenarioMu serialises the tests that run a controller: a cluster-wide
 // controller would also act on another test's opted-in Deployments, and
@@ -54,22 +50,6 @@ func repoRoot(t testing.TB) string {
 }
 
 func chartDir(t testing.TB) string { return filepath.Join(repoRoot(t), "charts", "meshcanary") }
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func clients(t testing.TB) (kubernetes.Interface, dynamic.Interface) {
-	t.Helper()
-	k, err := kubernetes.NewForConfig(env.Config)
-	must(t, err)
-	d, err := dynamic.NewForConfig(env.Config)
-	must(t, err)
-	return k, d
-}
 
 // result is what a command printed and how it ended.
 type result struct {
@@ -125,18 +105,18 @@ func helm(t testing.TB, args ...string) result {
 	if helmErr != nil {
 		t.Fatal(helmErr)
 	}
-	home := filepath.Join(env.Dir, "helm")
+	home := filepath.Join(suite.Env().Dir, "helm")
 	return run(context.Background(), root, []string{
 		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
 		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
 		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
-		"KUBECONFIG=" + env.Kubeconfig,
+		"KUBECONFIG=" + suite.Env().Kubeconfig,
 	}, helmBin, args...)
 }
 
 func kubectl(t testing.TB, args ...string) result {
 	t.Helper()
-	return run(context.Background(), repoRoot(t), nil, "kubectl", append([]string{"--kubeconfig", env.Kubeconfig}, args...)...)
+	return run(context.Background(), repoRoot(t), nil, "kubectl", append([]string{"--kubeconfig", suite.Env().Kubeconfig}, args...)...)
 }
 
 // writeFile writes content to a new file in a directory of its own. Not
@@ -144,13 +124,13 @@ func kubectl(t testing.TB, args ...string) result {
 // commas.
 func writeFile(t testing.TB, name, content string) string {
 	t.Helper()
-	base := filepath.Join(env.Dir, "files")
-	must(t, os.MkdirAll(base, 0o755))
+	base := filepath.Join(suite.Env().Dir, "files")
+	harness.Must(t, os.MkdirAll(base, 0o755))
 	dir, err := os.MkdirTemp(base, "f")
-	must(t, err)
+	harness.Must(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	p := filepath.Join(dir, name)
-	must(t, os.WriteFile(p, []byte(content), 0o644))
+	harness.Must(t, os.WriteFile(p, []byte(content), 0o644))
 	return p
 }
 
@@ -167,7 +147,7 @@ func render(t testing.TB, release, namespace string, valuesFiles ...string) []*u
 		t.Fatalf("helm template: %s", r)
 	}
 	objs, err := decodeObjects(r.stdout)
-	must(t, err)
+	harness.Must(t, err)
 	return objs
 }
 
@@ -248,11 +228,11 @@ func installMonitoringCRDs(t testing.TB) {
 // server itself judges the chart's pod template.
 func restrictedNamespace(t testing.TB) string {
 	t.Helper()
-	ns := env.NewNamespace(t)
-	k, _ := clients(t)
+	ns := suite.Env().NewNamespace(t)
+	k, _ := suite.Clients(t)
 	patch := `{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted","pod-security.kubernetes.io/warn":"restricted"}}}`
 	_, err := k.CoreV1().Namespaces().Patch(context.Background(), ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-	must(t, err)
+	harness.Must(t, err)
 	return ns
 }
 
@@ -273,7 +253,7 @@ func controllerBinary(t testing.TB) string {
 			binErr = err
 			return
 		}
-		out := filepath.Join(env.Dir, "bin", "meshcanary")
+		out := filepath.Join(suite.Env().Dir, "bin", "meshcanary")
 		for i, a := range args {
 			if a == "-o" && i+1 < len(args) {
 				args[i+1] = out
@@ -344,23 +324,6 @@ func shellWords(s string) []string {
 		out = append(out, cur.String())
 	}
 	return out
-}
-
-// eventually polls cond until it holds or the deadline passes; it never
-// sleeps a fixed time as a way of waiting for something.
-func eventually(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, state)
-		}
-		<-time.After(200 * time.Millisecond)
-	}
 }
 
 // warnings lists the "Warning:" lines kubectl prints for what the API

@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // TestInstallManifestsMatchTheChart runs the `make verify` check, so that a
@@ -29,7 +30,7 @@ func TestExampleManifestsAreAcceptedAndConfigured(t *testing.T) {
 	t.Parallel()
 	objs := render(t, "meshcanary", "meshcanary-system")
 	f, err := policy.Parse([]byte(nested(t, find(t, objs, "ConfigMap", "meshcanary-policies").Object, "data")["policies.yaml"].(string)))
-	must(t, err)
+	harness.Must(t, err)
 	var policies []string
 	for _, p := range f.Policies {
 		policies = append(policies, p.Name)
@@ -45,16 +46,16 @@ func TestExampleManifestsAreAcceptedAndConfigured(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(repoRoot(t), "manifests", c.file)
-			ns := env.NewNamespace(t)
+			ns := suite.Env().NewNamespace(t)
 			if r := kubectl(t, "apply", "--dry-run=server", "-n", ns, "-f", path); r.err != nil {
 				t.Fatalf("the API server refused %s: %s", c.file, r)
 			} else if w := warnings(r.stderr); len(w) > 0 {
 				t.Errorf("the API server warned about %s: %v", c.file, w)
 			}
 			raw, err := os.ReadFile(path)
-			must(t, err)
+			harness.Must(t, err)
 			docs, err := decodeObjects(string(raw))
-			must(t, err)
+			harness.Must(t, err)
 			stable := find(t, docs, "Deployment", c.stable)
 			ann := stable.GetAnnotations()
 			if !annotations.IsEnabled(ann) {

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/common/model"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // promExpr is one PromQL expression a dashboard or an alert evaluates, with
@@ -168,7 +170,7 @@ func checkRulesWithPromtool(t testing.TB, rule *unstructured.Unstructured) {
 	t.Helper()
 	spec, _, _ := unstructured.NestedMap(rule.Object, "spec")
 	b, err := yaml.Marshal(spec)
-	must(t, err)
+	harness.Must(t, err)
 	file := writeFile(t, "rules.yaml", string(b))
 	if r := run(context.Background(), t.TempDir(), nil, "promtool", "check", "rules", file); r.err != nil {
 		t.Fatalf("promtool check rules: %s", r)
@@ -177,8 +179,8 @@ func checkRulesWithPromtool(t testing.TB, rule *unstructured.Unstructured) {
 
 func promAPI(t testing.TB) promv1.API {
 	t.Helper()
-	c, err := promapi.NewClient(promapi.Config{Address: env.PrometheusURL})
-	must(t, err)
+	c, err := promapi.NewClient(promapi.Config{Address: suite.Env().PrometheusURL})
+	harness.Must(t, err)
 	return promv1.NewAPI(c)
 }
 

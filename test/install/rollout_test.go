@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/stages"
+	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // testPolicies are the chart's `policies` value for the rollout tests: each
@@ -73,15 +74,15 @@ func TestClusterWideInstallRunsReleasesAsTheChartsServiceAccount(t *testing.T) {
 	t.Parallel()
 	scenarioMu.Lock()
 	t.Cleanup(scenarioMu.Unlock) // registered first, so it runs after every other cleanup
-	env.DumpLogsOnFailure(t)
+	suite.Env().DumpLogsOnFailure(t)
 	installMonitoringCRDs(t)
 	ctx := context.Background()
-	k, d := clients(t)
+	k, d := suite.Clients(t)
 	start := time.Now()
 
 	ns := restrictedNamespace(t)
-	appNs := env.NewNamespace(t)
-	proxy := newPromProxy(t)
+	appNs := suite.Env().NewNamespace(t)
+	proxy := suite.NewPromProxy(t)
 	values := writeFile(t, "values.yaml", fmt.Sprintf(`
 prometheus: {url: %q}
 serviceMonitor: {enabled: true, interval: 1s, scrapeTimeout: 1s}
@@ -96,7 +97,7 @@ prometheusRule:
   metricsUnavailableFor: 10s
   controllerDownFor: 10s
   notLeadingFor: 10s
-`, proxy.url())+testPolicies)
+`, proxy.URL())+testPolicies)
 
 	// Prometheus scrapes the controller as the ServiceMonitor would have
 	// prometheus-operator do it, from before the controller starts, so that
@@ -105,13 +106,11 @@ prometheusRule:
 	rendered := render(t, release, ns, values)
 	svc := find(t, rendered, "Service", "")
 	metricsPort := freePort(t)
-	meshAddr := mesh(t, appNs, "payment-service", 200)
-	scrapes.add(t, scrapeJob{name: appNs, target: meshAddr},
-		serviceMonitorJob(t, find(t, rendered, "ServiceMonitor", ""), svc, metricsPort))
+	suite.AddScrapeJobs(t, serviceMonitorJob(t, find(t, rendered, "ServiceMonitor", ""), svc, metricsPort))
 
 	installChart(t, release, ns, values)
 	dep, err := k.AppsV1().Deployments(ns).Get(ctx, release, metav1.GetOptions{})
-	must(t, err)
+	harness.Must(t, err)
 	sa := dep.Spec.Template.Spec.ServiceAccountName
 
 	t.Run("the ServiceAccount may do only what the controller needs", func(t *testing.T) {
@@ -142,20 +141,21 @@ prometheusRule:
 	policiesFile := policiesFromConfigMap(t, ns, release+"-policies")
 	rule, err := d.Resource(schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "prometheusrules"}).
 		Namespace(ns).Get(ctx, release, metav1.GetOptions{})
-	must(t, err)
+	harness.Must(t, err)
 	dashboards, err := k.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: "grafana_dashboard=1"})
-	must(t, err)
+	harness.Must(t, err)
 	if len(dashboards.Items) != 3 {
 		t.Fatalf("the chart installed %d dashboard ConfigMaps labelled grafana_dashboard=1, want 3", len(dashboards.Items))
 	}
 
-	a := applyExample(t, appNs, filepath.Join(repoRoot(t), "manifests", "examples", "canary", "payment-service.yaml"), "payment-service", "payment-service")
+	a := applyExample(t, appNs, filepath.Join(repoRoot(t), "manifests", "examples", "canary", "payment-service.yaml"), "payment-service")
+	a.Mesh(200)
 	// A second opted-in Deployment without a canary: Invalid, for the
 	// invalid-configuration alert and panels.
 	orphan := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "orphan", Annotations: map[string]string{annotations.Enabled: "true"}},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr(int32(0)),
+			Replicas: harness.Ptr(int32(0)),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "orphan"}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "orphan"}},
@@ -164,7 +164,7 @@ prometheusRule:
 		},
 	}
 	_, err = k.AppsV1().Deployments(appNs).Create(ctx, orphan, metav1.CreateOptions{})
-	must(t, err)
+	harness.Must(t, err)
 
 	// A Lease left by a leader that died: the controller must wait it out
 	// and take it over (get, then update), reporting meshcanary_leader 0
@@ -173,49 +173,49 @@ prometheusRule:
 	_, err = k.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: lease},
 		Spec: coordinationv1.LeaseSpec{
-			HolderIdentity:       ptr("meshcanary-previous-leader"),
-			LeaseDurationSeconds: ptr(int32(12)),
+			HolderIdentity:       harness.Ptr("meshcanary-previous-leader"),
+			LeaseDurationSeconds: harness.Ptr(int32(12)),
 			AcquireTime:          &metav1.MicroTime{Time: time.Now()},
 			RenewTime:            &metav1.MicroTime{Time: time.Now()},
 		},
 	}, metav1.CreateOptions{})
-	must(t, err)
+	harness.Must(t, err)
 
-	kubeconfig, _, err := env.ServiceAccountKubeconfig(ctx, ns, sa)
-	must(t, err)
+	kubeconfig, _, err := suite.Env().ServiceAccountKubeconfig(ctx, ns, sa)
+	harness.Must(t, err)
 	ctrl := startController(t, dep, kubeconfig, policiesFile, metricsPort)
 	waitLeader(t, ns, lease, "meshcanary-previous-leader")
 
-	a.release("registry.example.com/payments/payment-service:1.5.0", nil)
-	a.waitPhase(string(stages.Succeeded), 3*time.Minute)
-	if img := a.stableDep().Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/payments/payment-service:1.5.0" {
+	a.ReleaseImage("payment-service", "registry.example.com/payments/payment-service:1.5.0", nil)
+	a.WaitPhase(string(stages.Succeeded), 3*time.Minute)
+	if img := a.StableDep().Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/payments/payment-service:1.5.0" {
 		t.Errorf("stable runs %s after the promotion", img)
 	}
 
 	// The next release never gets a conclusive analysis: it holds at 10%.
-	a.annotate(annotations.Policy, ptr("starved"))
-	a.release("registry.example.com/payments/payment-service:1.6.0", nil)
-	a.waitWeight(10, time.Minute)
+	a.Annotate(annotations.Policy, harness.Ptr("starved"))
+	a.ReleaseImage("payment-service", "registry.example.com/payments/payment-service:1.6.0", nil)
+	a.WaitCanaryWeight(10, time.Minute)
 	// Prometheus goes away for a few intervals: the rollout holds.
-	proxy.down.Store(true)
-	a.waitEvent(stages.ReasonMetricsUnavailable, 30*time.Second)
-	proxy.down.Store(false)
+	proxy.SetDown(true)
+	a.WaitEvent(stages.ReasonMetricsUnavailable, "", 30*time.Second)
+	proxy.SetDown(false)
 	// An edit of the policies file the controller refuses.
-	must(t, os.WriteFile(policiesFile, []byte("policies:\n- name: Not_A_Name\n"), 0o644))
-	eventually(t, "the rejected policies reload to show in /metrics", 30*time.Second, func() (bool, string) {
+	harness.Must(t, os.WriteFile(policiesFile, []byte("policies:\n- name: Not_A_Name\n"), 0o644))
+	harness.WaitFor(t, "the rejected policies reload to show in /metrics", 30*time.Second, func() (bool, string) {
 		n, err := ctrl.metricSum("meshcanary_policy_reloads_total", map[string]string{"result": "invalid"})
 		return err == nil && n >= 1, fmt.Sprint(n, err)
 	})
 	// Hold until the stuck and inconclusive alerts see it.
 	rules := alertRules(t, rule)
 	waitAlerts(t, rules, []string{"MeshcanaryRolloutStuck", "MeshcanaryAnalysisInconclusive"}, time.Minute)
-	if _, c := a.weights(); c != 10 {
+	if _, c := a.Weights(); c != 10 {
 		t.Errorf("the starved release moved to %d%%", c)
 	}
 
-	a.annotate(annotations.Rollback, ptr("on-call saw p99 alerts"))
-	a.waitPhase(string(stages.RolledBack), 30*time.Second)
-	if s, c := a.weights(); s != 100 || c != 0 {
+	a.Annotate(annotations.Rollback, harness.Ptr("on-call saw p99 alerts"))
+	a.WaitPhase(string(stages.RolledBack), 30*time.Second)
+	if s, c := a.Weights(); s != 100 || c != 0 {
 		t.Errorf("weights %d/%d after the rollback, want 100/0", s, c)
 	}
 	assertNoForbidden(t, ctrl)
@@ -240,7 +240,7 @@ prometheusRule:
 			if r.name != "MeshcanaryControllerDown" && r.name != "MeshcanaryNotLeading" {
 				continue
 			}
-			eventually(t, r.name+" to be quiet", 30*time.Second, func() (bool, string) {
+			harness.WaitFor(t, r.name+" to be quiet", 30*time.Second, func() (bool, string) {
 				fired, got, err := evaluate(ctx, api, r.expr, true, start)
 				return err == nil && !fired, fmt.Sprint(got, err)
 			})
@@ -267,25 +267,23 @@ func TestNamespacedInstallRunsReleasesAsTheChartsServiceAccount(t *testing.T) {
 	t.Parallel()
 	scenarioMu.Lock()
 	t.Cleanup(scenarioMu.Unlock)
-	env.DumpLogsOnFailure(t)
+	suite.Env().DumpLogsOnFailure(t)
 	ctx := context.Background()
-	k, _ := clients(t)
+	k, _ := suite.Clients(t)
 
 	ns := restrictedNamespace(t)
-	appNs := env.NewNamespace(t)
-	other := env.NewNamespace(t)
+	appNs := suite.Env().NewNamespace(t)
+	other := suite.Env().NewNamespace(t)
 	values := writeFile(t, "values.yaml", fmt.Sprintf(`
 watchNamespace: %s
 prometheus: {url: %q}
 notifications: {secretName: meshcanary-notifications}
-`, appNs, env.PrometheusURL)+testPolicies)
-	meshAddr := mesh(t, appNs, "checkout", 100)
-	scrapes.add(t, scrapeJob{name: appNs, target: meshAddr})
+`, appNs, suite.Env().PrometheusURL)+testPolicies)
 
 	const release = "mc"
 	installChart(t, release, ns, values)
 	dep, err := k.AppsV1().Deployments(ns).Get(ctx, release+"-meshcanary", metav1.GetOptions{})
-	must(t, err)
+	harness.Must(t, err)
 	sa := dep.Spec.Template.Spec.ServiceAccountName
 	lease := leaseName(t, dep)
 
@@ -314,31 +312,32 @@ notifications: {secretName: meshcanary-notifications}
 		ObjectMeta: metav1.ObjectMeta{Name: "meshcanary-notifications"},
 		StringData: map[string]string{"hooks.type": "webhook", "hooks.url": "http://127.0.0.1:9/meshcanary"},
 	}, metav1.CreateOptions{})
-	must(t, err)
+	harness.Must(t, err)
 
-	a := applyExample(t, appNs, filepath.Join(repoRoot(t), "manifests", "examples", "blue-green", "checkout.yaml"), "checkout", "checkout")
-	kubeconfig, _, err := env.ServiceAccountKubeconfig(ctx, ns, sa)
-	must(t, err)
+	a := applyExample(t, appNs, filepath.Join(repoRoot(t), "manifests", "examples", "blue-green", "checkout.yaml"), "checkout")
+	a.Mesh(100)
+	kubeconfig, _, err := suite.Env().ServiceAccountKubeconfig(ctx, ns, sa)
+	harness.Must(t, err)
 	ctrl := startController(t, dep, kubeconfig, policiesFromConfigMap(t, ns, release+"-meshcanary-policies"), freePort(t))
 	// No Lease yet: the controller creates it.
 	waitLeader(t, ns, lease, "")
 
-	a.release("registry.example.com/shop/checkout:2.1.0", nil)
-	a.waitWeight(100, time.Minute)
-	if r := *a.canaryDep().Spec.Replicas; r != *a.stableDep().Spec.Replicas {
-		t.Errorf("green has %d replicas at 100%%, blue %d: want the same size", r, *a.stableDep().Spec.Replicas)
+	a.ReleaseImage("checkout", "registry.example.com/shop/checkout:2.1.0", nil)
+	a.WaitCanaryWeight(100, time.Minute)
+	if r := *a.CanaryDep().Spec.Replicas; r != *a.StableDep().Spec.Replicas {
+		t.Errorf("green has %d replicas at 100%%, blue %d: want the same size", r, *a.StableDep().Spec.Replicas)
 	}
-	a.waitPhase(string(stages.Succeeded), 2*time.Minute)
+	a.WaitPhase(string(stages.Succeeded), 2*time.Minute)
 
-	a.annotate(annotations.StageDuration, ptr("1h"))
-	a.release("registry.example.com/shop/checkout:2.2.0", nil)
-	a.waitWeight(100, time.Minute)
-	a.annotate(annotations.Rollback, ptr("checkout errors on green"))
-	a.waitPhase(string(stages.RolledBack), 30*time.Second)
-	if s, c := a.weights(); s != 100 || c != 0 {
+	a.Annotate(annotations.StageDuration, harness.Ptr("1h"))
+	a.ReleaseImage("checkout", "registry.example.com/shop/checkout:2.2.0", nil)
+	a.WaitCanaryWeight(100, time.Minute)
+	a.Annotate(annotations.Rollback, harness.Ptr("checkout errors on green"))
+	a.WaitPhase(string(stages.RolledBack), 30*time.Second)
+	if s, c := a.Weights(); s != 100 || c != 0 {
 		t.Errorf("weights %d/%d after the rollback, want 100/0", s, c)
 	}
-	if img := a.stableDep().Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/shop/checkout:2.1.0" {
+	if img := a.StableDep().Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/shop/checkout:2.1.0" {
 		t.Errorf("blue runs %s, want the promoted 2.1.0", img)
 	}
 	assertNoForbidden(t, ctrl)
@@ -364,17 +363,17 @@ func installChart(t testing.TB, release, ns, values string) {
 // serviceMonitorJob is the scrape job prometheus-operator makes of the
 // chart's ServiceMonitor (job named after the Service, honorLabels, path,
 // target labels), pointed at the controller's loopback port.
-func serviceMonitorJob(t testing.TB, sm, svc *unstructured.Unstructured, port int) scrapeJob {
+func serviceMonitorJob(t testing.TB, sm, svc *unstructured.Unstructured, port int) harness.ScrapeJob {
 	t.Helper()
 	ep := nested(t, sm.Object, "spec")["endpoints"].([]any)[0].(map[string]any)
 	honor, _ := ep["honorLabels"].(bool)
 	path, _ := ep["path"].(string)
-	return scrapeJob{
-		name:        svc.GetName(),
-		target:      fmt.Sprintf("127.0.0.1:%d", port),
-		honorLabels: honor,
-		path:        path,
-		labels: map[string]string{
+	return harness.ScrapeJob{
+		Job:         svc.GetName(),
+		Target:      fmt.Sprintf("127.0.0.1:%d", port),
+		HonorLabels: honor,
+		Path:        path,
+		Labels: map[string]string{
 			"namespace": svc.GetNamespace(), "service": svc.GetName(),
 			"endpoint": fmt.Sprint(ep["port"]), "pod": svc.GetName() + "-0",
 		},
@@ -383,9 +382,9 @@ func serviceMonitorJob(t testing.TB, sm, svc *unstructured.Unstructured, port in
 
 func policiesFromConfigMap(t testing.TB, ns, name string) string {
 	t.Helper()
-	k, _ := clients(t)
+	k, _ := suite.Clients(t)
 	cm, err := k.CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
-	must(t, err)
+	harness.Must(t, err)
 	data, ok := cm.Data["policies.yaml"]
 	if !ok {
 		t.Fatalf("ConfigMap %s/%s has no policies.yaml", ns, name)
@@ -409,9 +408,9 @@ func leaseName(t testing.TB, dep *appsv1.Deployment) string {
 // (its identity is <hostname>_<pid>), i.e. not by previous.
 func waitLeader(t testing.TB, ns, lease, previous string) {
 	t.Helper()
-	k, _ := clients(t)
+	k, _ := suite.Clients(t)
 	host, _ := os.Hostname()
-	eventually(t, "the controller to lead", time.Minute, func() (bool, string) {
+	harness.WaitFor(t, "the controller to lead", time.Minute, func() (bool, string) {
 		l, err := k.CoordinationV1().Leases(ns).Get(context.Background(), lease, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -438,7 +437,7 @@ func waitAlerts(t testing.TB, rules []alertRule, names []string, timeout time.Du
 		if expr == "" {
 			t.Fatalf("no alert %s in the PrometheusRule", name)
 		}
-		eventually(t, name+" to fire", timeout, func() (bool, string) {
+		harness.WaitFor(t, name+" to fire", timeout, func() (bool, string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			fired, got, err := evaluate(ctx, api, expr, true, time.Now())
@@ -476,7 +475,7 @@ func assertNoForbidden(t testing.TB, ctrl *controllerProcess) {
 		t.Errorf("a reconcile failed for another reason than a write conflict: %s", entry.Error)
 	}
 	total, err := ctrl.metricSum("meshcanary_api_errors_total", nil)
-	must(t, err)
+	harness.Must(t, err)
 	if int(total) > conflicts {
 		t.Errorf("meshcanary_api_errors_total = %v, but only %d write conflicts were logged", total, conflicts)
 	}
@@ -498,7 +497,7 @@ type access struct {
 // proven against the real RBAC evaluation.
 func checkAccess(t *testing.T, ns, sa string, table []access) {
 	t.Helper()
-	k, _ := clients(t)
+	k, _ := suite.Clients(t)
 	user := "system:serviceaccount:" + ns + ":" + sa
 	for _, c := range table {
 		t.Run(c.what, func(t *testing.T) {
@@ -511,7 +510,7 @@ func checkAccess(t *testing.T, ns, sa string, table []access) {
 					},
 				},
 			}, metav1.CreateOptions{})
-			must(t, err)
+			harness.Must(t, err)
 			if sar.Status.Allowed != c.allowed {
 				t.Errorf("%s %s.%s %s/%s: allowed=%t, want %t (%s)", c.verb, c.resource, c.group, c.ns, c.name, sar.Status.Allowed, c.allowed, sar.Status.Reason)
 			}
