@@ -4,10 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -345,51 +341,15 @@ func TestControllerRestartMidStageResumesWithoutShorteningIt(t *testing.T) {
 	}
 }
 
-// promProxy stands between the controller and Prometheus so a test can take
-// Prometheus away (connections refused) without stopping the shared one.
-type promProxy struct {
-	ln   net.Listener
-	srv  *http.Server
-	down atomic.Bool
-}
-
-func newPromProxy(t *testing.T) *promProxy {
-	target, err := url.Parse(suite.Env().PrometheusURL)
-	harness.Must(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	harness.Must(t, err)
-	p := &promProxy{ln: ln}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.down.Load() {
-			// Drop the connection like a dead host would.
-			if hj, ok := w.(http.Hijacker); ok {
-				if c, _, err := hj.Hijack(); err == nil {
-					_ = c.Close()
-					return
-				}
-			}
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	})}
-	go func() { _ = p.srv.Serve(ln) }()
-	t.Cleanup(func() { _ = p.srv.Close() })
-	return p
-}
-
-func (p *promProxy) url() string { return "http://" + p.ln.Addr().String() }
-
 func TestPrometheusOutageHoldsThenRollsBackWithoutPromoting(t *testing.T) {
 	t.Parallel()
 	a := suite.NewApp(t, "wallet", 10, nil)
 	a.Mesh(200)
-	proxy := newPromProxy(t)
-	a.RunController(harness.ParsePolicies(t, fastPolicies), proxy.url())
+	proxy := suite.NewPromProxy(t)
+	a.RunController(harness.ParsePolicies(t, fastPolicies), proxy.URL())
 	a.Release("wallet:v2", nil)
 	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
-	proxy.down.Store(true)
+	proxy.SetDown(true)
 	a.WaitEvent(stages.ReasonMetricsUnavailable, "holding", 30*time.Second)
 	if _, c := a.Weights(); c != 10 {
 		t.Errorf("weight moved to %d during the outage before the limit", c)
