@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -170,6 +171,19 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := controller.NewMetrics(reg)
 
+	// Notification channels come first so that every policy load can be
+	// checked against them.
+	var notifier controller.Notifier
+	var channels []string
+	if o.NotificationsSecret != "" {
+		d, err := notificationDispatcher(ctx, kube, o.NotificationsSecret, reg, log)
+		if err != nil {
+			return err
+		}
+		go d.Run(ctx)
+		notifier, channels = d, d.Channels()
+	}
+
 	store := policy.NewStore()
 	var watcher *policy.Watcher
 	var ctrl atomic.Pointer[controller.Controller]
@@ -181,6 +195,7 @@ func runController(ctx context.Context, o *controllerOptions) error {
 			} else {
 				m.PolicyReloads.WithLabelValues("ok").Inc()
 				log.Info().Str("file", o.Policies).Strs("policies", store.Names()).Msg("policies reloaded")
+				warnUnknownChannels(store, channels, log)
 			}
 			// Every rollout looks again: a fixed file may resolve an
 			// Invalid one, a rejected one explains why a policy is missing.
@@ -191,6 +206,7 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		if err != nil {
 			return fmt.Errorf("--policies: %w", err)
 		}
+		warnUnknownChannels(store, channels, log)
 	}
 
 	factoryOpts := []informers.SharedInformerOption{}
@@ -206,16 +222,6 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "meshcanary"})
-
-	var notifier controller.Notifier
-	if o.NotificationsSecret != "" {
-		d, err := notificationDispatcher(ctx, kube, o.NotificationsSecret, reg, log)
-		if err != nil {
-			return err
-		}
-		go d.Run(ctx)
-		notifier = d
-	}
 
 	gateRunner := gates.NewRunner(gates.Options{
 		Done: func(rollout string) {
@@ -411,4 +417,17 @@ func notificationDispatcher(ctx context.Context, kube kubernetes.Interface, ref 
 	}
 	log.Info().Strs("channels", names).Msg("notifications enabled")
 	return d, nil
+}
+
+// warnUnknownChannels reports policies that route notifications to a
+// channel the notification Secret does not define: such messages would
+// otherwise only be counted as dropped when a rollout event happens.
+func warnUnknownChannels(store *policy.Store, channels []string, log zerolog.Logger) {
+	for _, name := range store.Names() {
+		p, _ := store.Get(name)
+		path := field.NewPath("policies").Key(name).Child("notify")
+		if errs := policy.ValidateNotifyChannels(p.Notify, channels, path); len(errs) > 0 {
+			log.Warn().Str("policy", name).Strs("channels", channels).Msg(errs.ToAggregate().Error())
+		}
+	}
 }

@@ -166,7 +166,7 @@ func canaryIndex(obj any) ([]string, error) {
 	}
 	name := d.Annotations[annotations.Canary]
 	if name == "" {
-		name = d.Name + "-canary"
+		name = d.Name + annotations.CanarySuffix
 	}
 	return []string{d.Namespace + "/" + name}, nil
 }

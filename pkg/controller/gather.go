@@ -27,7 +27,6 @@ type target struct {
 	stable *appsv1.Deployment
 	canary *appsv1.Deployment
 	vs     *unstructured.Unstructured
-	spec   annotations.Spec
 	policy policy.Policy
 	plan   stages.Plan
 	vsTgt  virtualservice.Target
@@ -63,7 +62,6 @@ func (c *Controller) resolve(d *appsv1.Deployment) (*target, error) {
 	if err != nil {
 		return t, invalidf("Deployment %s/%s: %v", d.Namespace, d.Name, err)
 	}
-	t.spec = spec
 	pol, ok := c.cfg.Policies.Get(spec.Policy)
 	if !ok {
 		why := ""
@@ -72,8 +70,11 @@ func (c *Controller) resolve(d *appsv1.Deployment) (*target, error) {
 		}
 		return t, invalidf("annotation %s: policy %q not found (known: %s)%s", annotations.Policy, spec.Policy, strings.Join(c.cfg.Policies.Names(), ", "), why)
 	}
+	// The annotation overrides are applied once, to this reconcile's copy
+	// of the policy, so the plan and the per-stage checks agree.
+	pol.Stages = effectiveStages(pol, spec)
 	t.policy = pol
-	plan, err := buildPlan(pol, spec, c.cfg.ProgressDeadline)
+	plan, err := buildPlan(pol, c.cfg.ProgressDeadline)
 	if err != nil {
 		return t, invalidf("policy %q: %v", pol.Name, err)
 	}
@@ -185,11 +186,11 @@ func podsMatch(d *appsv1.Deployment, subset map[string]string, name string) erro
 	return nil
 }
 
-// buildPlan resolves the policy and the annotation overrides into the
-// plan the core walks. Blue/green is a plan too: one stage at 100% whose
+// buildPlan resolves a policy, its stages already overridden by the
+// annotations (effectiveStages), into the plan the core walks. Blue/green is a plan too: one stage at 100% whose
 // canary (green) is stable's full size, so one decision core serves both
 // strategies.
-func buildPlan(p policy.Policy, spec annotations.Spec, deadline time.Duration) (stages.Plan, error) {
+func buildPlan(p policy.Policy, deadline time.Duration) (stages.Plan, error) {
 	plan := stages.Plan{
 		Interval:         p.Interval.Duration,
 		FailureLimit:     p.FailureLimit,
@@ -200,7 +201,7 @@ func buildPlan(p policy.Policy, spec annotations.Spec, deadline time.Duration) (
 	if p.Strategy == policy.StrategyBlueGreen {
 		plan.Steps = []stages.Step{{Weight: 100, Duration: p.Monitor.Duration}}
 	} else {
-		for _, s := range effectiveStages(p, spec) {
+		for _, s := range p.Stages {
 			step := stages.Step{Weight: s.Weight, Duration: s.Duration.Duration}
 			if s.CanaryReplicas != nil {
 				step.CanaryReplicas = *s.CanaryReplicas
@@ -269,15 +270,6 @@ func effectiveStages(p policy.Policy, spec annotations.Spec) []policy.Stage {
 		}
 	}
 	return out
-}
-
-// stageChecks are the checks in force at a stage.
-func stageChecks(p policy.Policy, spec annotations.Spec, stage int) []policy.Check {
-	st := effectiveStages(p, spec)
-	if stage < len(st) && len(st[stage].Checks) > 0 {
-		return st[stage].Checks
-	}
-	return p.Checks
 }
 
 // revision identifies a pod template regardless of which subset it runs in:

@@ -72,7 +72,8 @@ func TestBuildPlan(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			plan, err := buildPlan(c.p, c.spec, time.Minute)
+			c.p.Stages = effectiveStages(c.p, c.spec)
+			plan, err := buildPlan(c.p, time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +95,7 @@ func TestBuildPlanCarriesGatesRulesAndSchedules(t *testing.T) {
 	p.Freeze = []string{"* * 24-26 12 *"}
 	p.Gates = []policy.Gate{{Name: "load", Type: policy.GatePreStage, Stage: 2, OnFailure: policy.OnFailureHold}}
 	p.Rules = []policy.Rule{{Name: "errors", When: "error-rate > 1%", For: policy.Duration{Duration: 5 * time.Minute}, Action: policy.ActionRollback}}
-	plan, err := buildPlan(p, annotations.Spec{}, time.Minute)
+	plan, err := buildPlan(p, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestBuildPlanCarriesGatesRulesAndSchedules(t *testing.T) {
 		t.Errorf("rules %+v", r)
 	}
 	p.Window = "not a schedule"
-	if _, err := buildPlan(p, annotations.Spec{}, time.Minute); err == nil {
+	if _, err := buildPlan(p, time.Minute); err == nil {
 		t.Errorf("a broken window was accepted")
 	}
 }

@@ -149,7 +149,7 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 		Canary:      t.canary.Name,
 		Window:      window,
 		At:          now,
-		Checks:      stageChecks(t.policy, t.spec, st.Stage),
+		Checks:      t.policy.ChecksFor(st.Stage),
 		Metrics:     t.policy.Metrics,
 		MinRequests: t.policy.MinRequests,
 		Observe:     ruleMetrics(t.policy),

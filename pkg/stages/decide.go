@@ -170,7 +170,7 @@ func (x *decider) start(reason, msg string) {
 		Weight:   s.Weight,
 		Message:  msg,
 	}
-	if at := x.obs.Plan.StartAt; at != nil && !matches(at, x.now) {
+	if at := x.obs.Plan.StartAt; at != nil && !Matches(at, x.now) {
 		s.NotBefore = at.Next(x.now)
 	}
 	x.event(false, reason, "%s", msg)

@@ -8,11 +8,33 @@ import (
 // maxFreezeSearch bounds the minute-by-minute search for a freeze's end.
 const maxFreezeSearch = 14 * 24 * time.Hour
 
-// matches reports whether the minute containing t is one the schedule
-// fires in: Next from just before that minute lands on it.
-func matches(s Schedule, t time.Time) bool {
+// Matches reports whether the minute containing t is one the schedule
+// names: Next from just before that minute lands on it. Whole minutes start
+// at the same instants in every zone in use (offsets are whole minutes), so
+// truncating the instant finds the minute; the schedule's own zone (a
+// CRON_TZ prefix) decides which minutes it names.
+func Matches(s Schedule, t time.Time) bool {
 	m := t.Truncate(time.Minute)
 	return s.Next(m.Add(-time.Second)).Equal(m)
+}
+
+// NextOutside returns the start of the first minute at or after t that the
+// schedule does not name, looking no further than t+limit; false when every
+// minute up to there is named. It steps minute by minute because a cron
+// schedule only says where its matches are, not its gaps: a week's limit is
+// about ten thousand steps.
+func NextOutside(s Schedule, t time.Time, limit time.Duration) (time.Time, bool) {
+	minute := t.Truncate(time.Minute)
+	if minute.Before(t) {
+		minute = minute.Add(time.Minute)
+	}
+	end := t.Add(limit)
+	for ; !minute.After(end); minute = minute.Add(time.Minute) {
+		if !Matches(s, minute) {
+			return minute, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // allowed says whether a rollout may advance (start a stage or promote)
@@ -20,17 +42,17 @@ func matches(s Schedule, t time.Time) bool {
 func (x *decider) allowed() (ok bool, next time.Time, why string) {
 	plan, now := x.obs.Plan, x.now
 	for _, f := range plan.Freeze {
-		if !matches(f, now) {
+		if !Matches(f, now) {
 			continue
 		}
-		// The freeze ends at the first minute it does not match.
-		end := now.Truncate(time.Minute).Add(time.Minute)
-		for end.Sub(now) < maxFreezeSearch && matches(f, end) {
-			end = end.Add(time.Minute)
+		end, ok := NextOutside(f, now, maxFreezeSearch)
+		if !ok {
+			// A freeze longer than the search: look again at its horizon.
+			return false, now.Add(maxFreezeSearch), "release freeze for at least two weeks"
 		}
 		return false, end, fmt.Sprintf("release freeze until %s", end.UTC().Format("2006-01-02 15:04 MST"))
 	}
-	if plan.Window != nil && !matches(plan.Window, now) {
+	if plan.Window != nil && !Matches(plan.Window, now) {
 		open := plan.Window.Next(now)
 		return false, open, fmt.Sprintf("outside the release window; it opens %s", open.UTC().Format("2006-01-02 15:04 MST"))
 	}
@@ -66,7 +88,7 @@ func (x *decider) gatesAt(typ GateType, stage int) gateOutcome {
 	s, plan := x.s(), x.obs.Plan
 	out := gatesPassed
 	for _, g := range plan.Gates {
-		if g.Type != typ || ((typ == GatePreStage || typ == GateDuringStage) && g.Stage != stage) {
+		if !g.appliesAt(typ, stage) {
 			continue
 		}
 		if s.Gates == nil {
@@ -112,11 +134,20 @@ func (x *decider) gatesAt(typ GateType, stage int) gateOutcome {
 	return out
 }
 
+// appliesAt reports whether the gate guards this point of the rollout:
+// its type, and for per-stage gates its stage.
+func (g Gate) appliesAt(typ GateType, stage int) bool {
+	if g.Type != typ {
+		return false
+	}
+	return (typ != GatePreStage && typ != GateDuringStage) || g.Stage == stage
+}
+
 // pendingGates names the gates of a type (and stage) not yet passed.
 func (x *decider) pendingGates(typ GateType, stage int) []string {
 	var names []string
 	for _, g := range x.obs.Plan.Gates {
-		if g.Type == typ && (typ != GatePreStage && typ != GateDuringStage || g.Stage == stage) && !x.s().Gates[g.Name].Passed {
+		if g.appliesAt(typ, stage) && !x.s().Gates[g.Name].Passed {
 			names = append(names, g.Name)
 		}
 	}
