@@ -14,11 +14,13 @@ import (
 
 	"github.com/rs/zerolog"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/controller"
 	"github.com/meshcanary/meshcanary/pkg/policy"
 	"github.com/meshcanary/meshcanary/pkg/stages"
+	"github.com/meshcanary/meshcanary/pkg/virtualservice"
 	"github.com/meshcanary/meshcanary/test/harness"
 )
 
@@ -54,26 +56,37 @@ type weightEntry struct {
 }
 
 func recordWeights(t *testing.T, a *harness.App) *weightLog {
+	// A watch sees every change of the VirtualService, however short-lived;
+	// polling could miss a stage that lasted less than a poll under load.
 	l := &weightLog{}
 	ctx, cancel := context.WithCancel(context.Background())
+	record := func(u *unstructured.Unstructured) {
+		m, err := virtualservice.Find(u.Object, virtualservice.Target{Route: "primary", StableSubset: "stable", CanarySubset: "canary", Namespace: a.NS()})
+		if err != nil {
+			return
+		}
+		r := a.CanaryDep().Spec.Replicas
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if n := len(l.entries); n == 0 || l.entries[n-1].canary != m.CanaryWeight {
+			l.entries = append(l.entries, weightEntry{canary: m.CanaryWeight, replicas: *r, at: time.Now()})
+		}
+	}
+	cur := a.VS()
+	record(cur)
+	w, err := a.Dyn().Resource(controller.VirtualServiceGVR()).Namespace(a.NS()).Watch(ctx,
+		metav1.ListOptions{FieldSelector: "metadata.name=" + a.Name(), ResourceVersion: cur.GetResourceVersion()})
+	harness.Must(t, err)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ctx.Err() == nil {
-			_, c := a.Weights()
-			r := a.CanaryDep().Spec.Replicas
-			l.mu.Lock()
-			if n := len(l.entries); n == 0 || l.entries[n-1].canary != c {
-				l.entries = append(l.entries, weightEntry{canary: c, replicas: *r, at: time.Now()})
-			}
-			l.mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
+		for ev := range w.ResultChan() {
+			if u, ok := ev.Object.(*unstructured.Unstructured); ok {
+				record(u)
 			}
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { w.Stop(); cancel(); <-done })
 	return l
 }
 
