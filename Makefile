@@ -19,18 +19,25 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## build and cache the local control plane and test tools (idempotent)
+tools: ## build and cache the local control plane and test tools, golangci-lint included (idempotent)
 	@$(TOOLS) all
 	@$(TOOLS) gotestsum
+	@$(TOOLS) lint
 
 .PHONY: build
 build: ## build bin/meshcanary
 	$(GO) build -o bin/meshcanary ./cmd/meshcanary
 
 .PHONY: test
-test: tools ## run every test: unit (with -race), integration and end-to-end against a real local control plane
+test: tools ## run every check: go.mod tidy, lint, unit (with -race), integration and end-to-end against a real local control plane
 	@mkdir -p .cache
-	$(GO) vet ./...
+	@# The cheap checks come first so that CI (.ci/run is `make test`) fails
+	@# in seconds on an untidy go.mod or a broken architecture rule, and so
+	@# that those rules are enforced at all.
+	@echo "== go mod tidy -diff (must print nothing; \`go mod tidy\` fixes it)"
+	$(GO) mod tidy -diff
+	@echo "== lint (go vet, golangci-lint with the pkg/stages rules)"
+	@$(MAKE) --no-print-directory lint
 	@echo "== unit tests (-race)"
 	$(GOTESTSUM) --format pkgname-and-test-fails --jsonfile .cache/unit.json -- -race -count=1 $(UNIT_PKGS)
 	@echo "== integration and end-to-end tests (local control plane, Prometheus)"
@@ -41,8 +48,12 @@ test: tools ## run every test: unit (with -race), integration and end-to-end aga
 test-unit: tools ## unit tests only
 	$(GOTESTSUM) --format pkgname-and-test-fails -- -race -count=1 $(UNIT_PKGS)
 
+.PHONY: generate
+generate: ## regenerate the deep-copy code and CRDs from pkg/apis (controller-gen), then manifests/install from the chart
+	@hack/verify-manifests.sh --update
+
 .PHONY: verify
-verify: ## check that manifests/install is the chart rendered with its defaults (hack/verify-manifests.sh --update fixes it)
+verify: ## check that the generated files (deep-copy code, CRDs, manifests/install) are up to date; make generate fixes them
 	@hack/verify-manifests.sh
 
 .PHONY: demo
