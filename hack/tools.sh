@@ -6,7 +6,7 @@
 # reuse it. The first run costs ~15 minutes on 2 cores; later runs take seconds
 # because every step first checks for its stamped binary.
 #
-# Usage: hack/tools.sh [all|cluster|helm|lint|prometheus]   (default: all)
+# Usage: hack/tools.sh [all|cluster|helm|lint|gotestsum|controller-gen|prometheus]   (default: all)
 # Prints nothing but progress on stderr; `hack/tools.sh bindir` prints the
 # binary folder.
 set -euo pipefail
@@ -18,6 +18,8 @@ KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
 GOLANGCI_VERSION=v2.15.0
 GOTESTSUM_VERSION=v1.13.0
+# The controller-tools release built against our k8s.io minor (v0.35).
+CONTROLLER_GEN_VERSION=v0.20.1
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${MESHCANARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshcanary}
@@ -165,7 +167,8 @@ case "${1:-all}" in
   lint) build_gomod_tool golangci-lint "$GOLANGCI_VERSION" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
   prometheus) prometheus ;;
   gotestsum) build_gomod_tool gotestsum "$GOTESTSUM_VERSION" gotest.tools/gotestsum ;;
+  controller-gen) build_gomod_tool controller-gen "$CONTROLLER_GEN_VERSION" sigs.k8s.io/controller-tools/cmd/controller-gen ;;
   all) build_etcd; build_kube; build_kwok; istio_crds; prometheus
        build_gomod_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;
-  *) echo "usage: $0 [all|cluster|helm|lint|gotestsum|prometheus|bindir|cachedir]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|cluster|helm|lint|gotestsum|controller-gen|prometheus|bindir|cachedir]" >&2; exit 2 ;;
 esac

@@ -7,8 +7,9 @@
 // The stack is etcd, kube-apiserver, kube-controller-manager (deployment,
 // replicaset, namespace, garbage-collector and service-account controllers),
 // kube-scheduler, kwok with one fake node that makes scheduled pods Running
-// and Ready without running containers, Istio's CRDs, and Prometheus scraping
-// whatever the caller configures. Every component listens on a free
+// and Ready without running containers, Istio's CRDs, meshcanary's own CRDs
+// (charts/meshcanary/crds of the source tree, as the chart installs them),
+// and Prometheus scraping whatever the caller configures. Every component listens on a free
 // 127.0.0.1 port, so several environments (one per test package under
 // `go test ./...`) run side by side.
 //
@@ -20,8 +21,8 @@
 // Contract:
 //   - Start returns only once every component is ready: the API server
 //     answers /readyz, the controllers and the scheduler run, the fake node is
-//     Ready and schedulable, Istio's CRDs are Established, and Prometheus is
-//     ready. It never waits by sleeping for a fixed time.
+//     Ready and schedulable, Istio's and meshcanary's CRDs are Established,
+//     and Prometheus is ready. It never waits by sleeping for a fixed time.
 //   - Every process runs in its own process group and is killed by the kernel
 //     when the process that started it dies (Pdeathsig), so a panicking,
 //     timed-out or killed test binary leaves nothing behind. Stop terminates

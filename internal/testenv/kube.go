@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -57,13 +58,55 @@ func crdGVR() schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 }
 
-// applyIstioCRDs server-side applies Istio's CRDs and waits until every one is
-// Established, i.e. served. The dynamic client avoids depending on the
-// apiextensions clientset for one resource.
-func (e *Env) applyIstioCRDs(ctx context.Context) error {
-	raw, err := os.ReadFile(e.bins.istioCRDs)
+// meshcanaryCRDFiles lists charts/meshcanary/crds/*.yaml, the CRDs the chart
+// installs, of the source tree this package was compiled from: tests then
+// meet the CRDs of the code under test, and a stale generated CRD fails them.
+// The tree is found from this file's path, or, in a -trimpath build, from
+// the working directory upwards.
+func meshcanaryCRDFiles() ([]string, error) {
+	const rel = "charts/meshcanary/crds"
+	var tried []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		dir := filepath.Join(filepath.Dir(file), "..", "..", rel)
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return globCRDs(dir)
+		}
+		tried = append(tried, dir)
+	}
+	wd, err := os.Getwd()
 	if err != nil {
-		return fmt.Errorf("reading Istio CRDs: %w", err)
+		return nil, fmt.Errorf("finding %s: %w", rel, err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		dir := filepath.Join(d, rel)
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return globCRDs(dir)
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	tried = append(tried, wd+" and its parents")
+	return nil, fmt.Errorf("finding the meshcanary CRDs: no %s under %s", rel, strings.Join(tried, ", "))
+}
+
+func globCRDs(dir string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no CRD in %s; run make generate", dir)
+	}
+	return files, nil
+}
+
+// readCRDs returns the CustomResourceDefinitions in a multi-document YAML
+// file.
+func readCRDs(path string) ([]*unstructured.Unstructured, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading CRDs: %w", err)
 	}
 	var crds []*unstructured.Unstructured
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 64<<10)
@@ -73,7 +116,7 @@ func (e *Env) applyIstioCRDs(ctx context.Context) error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return fmt.Errorf("parsing %s: %w", e.bins.istioCRDs, err)
+			return nil, fmt.Errorf("parsing %s: %w", path, err)
 		}
 		u := &unstructured.Unstructured{Object: obj}
 		if u.GetKind() == "CustomResourceDefinition" {
@@ -81,7 +124,31 @@ func (e *Env) applyIstioCRDs(ctx context.Context) error {
 		}
 	}
 	if len(crds) == 0 {
-		return fmt.Errorf("no CustomResourceDefinition in %s", e.bins.istioCRDs)
+		return nil, fmt.Errorf("no CustomResourceDefinition in %s", path)
+	}
+	return crds, nil
+}
+
+// applyCRDs server-side applies Istio's CRDs and meshcanary's own (those of
+// charts/meshcanary/crds, as helm installs them) and waits until every one is
+// Established, i.e. served. The dynamic client avoids depending on the
+// apiextensions clientset for one resource.
+func (e *Env) applyCRDs(ctx context.Context) error {
+	istio, err := readCRDs(e.bins.istioCRDs)
+	if err != nil {
+		return fmt.Errorf("istio: %w", err)
+	}
+	files, err := meshcanaryCRDFiles()
+	if err != nil {
+		return err
+	}
+	crds := istio
+	for _, f := range files {
+		own, err := readCRDs(f)
+		if err != nil {
+			return err
+		}
+		crds = append(crds, own...)
 	}
 
 	errs := make([]error, len(crds))
@@ -104,9 +171,9 @@ func (e *Env) applyIstioCRDs(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	e.logf("%d Istio CRDs applied", len(crds))
+	e.logf("%d Istio and %d meshcanary CRDs applied", len(istio), len(crds)-len(istio))
 
-	err = e.poll(ctx, nil, fmt.Sprintf("%d Istio CRDs established", len(crds)), func(ctx context.Context) error {
+	err = e.poll(ctx, nil, fmt.Sprintf("%d CRDs established", len(crds)), func(ctx context.Context) error {
 		list, err := e.dyn.Resource(crdGVR()).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err

@@ -140,7 +140,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		e.startControllerManager,
 		e.startScheduler,
 		e.startKwok,
-		e.applyIstioCRDs,
+		e.applyCRDs,
 		e.startPrometheus,
 	}
 	errs := make([]error, len(steps))

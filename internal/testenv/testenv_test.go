@@ -270,6 +270,41 @@ func TestVirtualServiceSchemaIsEnforced(t *testing.T) {
 	}
 }
 
+// TestMeshcanaryCRDsAreServed checks that Start installed the chart's own
+// CRDs (charts/meshcanary/crds) with their schema, not only Istio's.
+func TestMeshcanaryCRDsAreServed(t *testing.T) {
+	env.DumpLogsOnFailure(t)
+	ns := env.NewNamespace(t)
+	dyn, err := dynamic.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvr := schema.GroupVersionResource{Group: "meshcanary.io", Version: "v1alpha1", Resource: "canaryreleases"}
+	obj := func(name string, spec map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "meshcanary.io/v1alpha1", "kind": "CanaryRelease",
+			"metadata": map[string]any{"name": name, "namespace": ns},
+			"spec":     spec,
+		}}
+	}
+	cases := []struct {
+		name    string
+		obj     *unstructured.Unstructured
+		invalid bool
+	}{
+		{"a CanaryRelease naming its Deployment is accepted", obj("web", map[string]any{"deployment": "web"}), false},
+		{"a spec.deployment that is not a string is refused by the schema", obj("bad", map[string]any{"deployment": int64(7)}), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := dyn.Resource(gvr).Namespace(ns).Create(t.Context(), c.obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if c.invalid != apierrors.IsInvalid(err) || (!c.invalid && err != nil) {
+				t.Errorf("got %v, want invalid=%t", err, c.invalid)
+			}
+		})
+	}
+}
+
 func TestPrometheusScrapesTestEndpoint(t *testing.T) {
 	env.DumpLogsOnFailure(t)
 	reg := prometheus.NewRegistry()

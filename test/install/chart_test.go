@@ -35,7 +35,8 @@ func valueSets() []valueSet {
 		{
 			name:   "the default values",
 			values: "",
-			wantKinds: map[string]int{"Deployment": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1,
+			// Two ClusterRoles: the controller's and <fullname>-view.
+			wantKinds: map[string]int{"Deployment": 1, "ServiceAccount": 1, "ClusterRole": 2, "ClusterRoleBinding": 1,
 				"Role": 1, "RoleBinding": 1, "ConfigMap": 4, "Service": 1, "PodDisruptionBudget": 1},
 		},
 		{
@@ -47,7 +48,8 @@ prometheusRule: {enabled: true, alertLabels: {team: payments}}
 notifications: {secretName: meshcanary-notifications}
 dashboards: {annotations: {grafana_folder: meshcanary}}
 `,
-			wantKinds: map[string]int{"Deployment": 1, "ServiceAccount": 1, "ClusterRole": 0, "ClusterRoleBinding": 0,
+			// The one ClusterRole is <fullname>-view: only ClusterRoles aggregate.
+			wantKinds: map[string]int{"Deployment": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 0,
 				"Role": 2, "RoleBinding": 2, "ConfigMap": 4, "Service": 1, "PodDisruptionBudget": 1,
 				"ServiceMonitor": 1, "PrometheusRule": 1},
 		},
@@ -63,7 +65,7 @@ image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef01234567
 prometheus: {url: "https://prometheus.monitoring.svc:9091", timeout: 30s}
 controller: {workers: 8, logFormat: console, logLevel: debug}
 `,
-			wantKinds: map[string]int{"Deployment": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 0, "RoleBinding": 0,
+			wantKinds: map[string]int{"Deployment": 1, "ClusterRole": 2, "ClusterRoleBinding": 1, "Role": 0, "RoleBinding": 0,
 				"ConfigMap": 1, "PodDisruptionBudget": 0},
 		},
 		{
@@ -306,6 +308,38 @@ func TestChartWiresPortsProbesAndSelectorsTogether(t *testing.T) {
 			t.Errorf("the Lease is in %s, the Role in %s", flags["--leader-election-namespace"], role.GetNamespace())
 		}
 	})
+}
+
+// TestChartLetsViewersReadCanaryReleases checks the aggregated ClusterRole
+// as rendered: testenv runs no clusterrole-aggregation controller, so the
+// labels are what can be checked.
+func TestChartLetsViewersReadCanaryReleases(t *testing.T) {
+	t.Parallel()
+	for _, vs := range []struct{ name, values string }{
+		{"cluster-wide", ""},
+		{"one watched namespace", "watchNamespace: team-a\n"},
+	} {
+		t.Run(vs.name, func(t *testing.T) {
+			t.Parallel()
+			objs := render(t, "mc", "ops", writeFile(t, "values.yaml", vs.values))
+			role := find(t, objs, "ClusterRole", "mc-meshcanary-view")
+			labels := role.GetLabels()
+			for _, to := range []string{"view", "edit", "admin"} {
+				if labels["rbac.authorization.k8s.io/aggregate-to-"+to] != "true" {
+					t.Errorf("not aggregated to %s: labels %v", to, labels)
+				}
+			}
+			rules := role.Object["rules"].([]any)
+			if len(rules) != 1 {
+				t.Fatalf("%d rules, want 1", len(rules))
+			}
+			r := rules[0].(map[string]any)
+			if g, res, v := stringSlice(r["apiGroups"]), stringSlice(r["resources"]), stringSlice(r["verbs"]); !slices.Equal(g, []string{"meshcanary.io"}) ||
+				!slices.Equal(res, []string{"canaryreleases"}) || !slices.Equal(v, []string{"get", "list", "watch"}) {
+				t.Errorf("rule %v on %v of %v, want read-only canaryreleases of meshcanary.io", v, res, g)
+			}
+		})
+	}
 }
 
 // TestChartPoliciesLoadInTheController renders the policies ConfigMap and

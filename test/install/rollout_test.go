@@ -134,6 +134,10 @@ prometheusRule:
 			{"renew its leader-election Lease", "update", "coordination.k8s.io", "leases", ns, lease, true},
 			{"take over another Lease", "update", "coordination.k8s.io", "leases", ns, "kube-controller-manager", false},
 			{"create Leases in an application namespace", "create", "coordination.k8s.io", "leases", appNs, "", false},
+			{"watch CanaryReleases in every namespace", "watch", "meshcanary.io", "canaryreleases", "", "", true},
+			{"create a Deployment's CanaryRelease", "create", "meshcanary.io", "canaryreleases", appNs, "", true},
+			{"update a CanaryRelease's status", "update", "meshcanary.io", "canaryreleases/status", appNs, "payment-service", true},
+			{"delete a CanaryRelease (garbage collection does)", "delete", "meshcanary.io", "canaryreleases", appNs, "payment-service", false},
 		})
 	})
 
@@ -302,6 +306,8 @@ notifications: {secretName: meshcanary-notifications}
 			{"read the notification Secret", "get", "", "secrets", ns, "meshcanary-notifications", true},
 			{"read another Secret", "get", "", "secrets", ns, "other", false},
 			{"list Secrets", "list", "", "secrets", ns, "", false},
+			{"update a CanaryRelease's status in the watched namespace", "update", "meshcanary.io", "canaryreleases/status", appNs, "checkout", true},
+			{"update a CanaryRelease's status in another namespace", "update", "meshcanary.io", "canaryreleases/status", other, "checkout", false},
 		})
 	})
 
@@ -488,7 +494,7 @@ func assertNoForbidden(t testing.TB, ctrl *controllerProcess) {
 // ServiceAccount.
 type access struct {
 	what                            string
-	verb, group, resource, ns, name string
+	verb, group, resource, ns, name string // resource may be resource/subresource
 	allowed                         bool
 }
 
@@ -501,12 +507,13 @@ func checkAccess(t *testing.T, ns, sa string, table []access) {
 	user := "system:serviceaccount:" + ns + ":" + sa
 	for _, c := range table {
 		t.Run(c.what, func(t *testing.T) {
+			resource, subresource, _ := strings.Cut(c.resource, "/")
 			sar, err := k.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
 				Spec: authorizationv1.SubjectAccessReviewSpec{
 					User:   user,
 					Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
 					ResourceAttributes: &authorizationv1.ResourceAttributes{
-						Namespace: c.ns, Verb: c.verb, Group: c.group, Resource: c.resource, Name: c.name,
+						Namespace: c.ns, Verb: c.verb, Group: c.group, Resource: resource, Subresource: subresource, Name: c.name,
 					},
 				},
 			}, metav1.CreateOptions{})
