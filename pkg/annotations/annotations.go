@@ -47,6 +47,9 @@ const (
 	Pause = Prefix + "pause"
 	// Approve is reserved for manual gates; only its presence counts.
 	Approve = Prefix + "approve"
+	// Retry with "true" releases the canary's revision again from the
+	// first stage after it was rolled back, aborted or reverted.
+	Retry = Prefix + "retry"
 )
 
 // State, written only by the controller for people and tools to read.
@@ -120,6 +123,7 @@ type Commands struct {
 	Pause    bool
 	// Approve is the value of the approve annotation; empty when absent.
 	Approve string
+	Retry   bool
 }
 
 // Problem is one malformed annotation.
@@ -356,6 +360,13 @@ func ParseCommands(ann map[string]string) (Commands, error) {
 		}
 		c.Pause = b
 	}
+	if v, ok := ann[Retry]; ok {
+		b, err := parseBool(v)
+		if err != nil {
+			ps.add(Retry, v, expectBool)
+		}
+		c.Retry = b
+	}
 	if v, ok := ann[Approve]; ok {
 		// The value is all that tells "approved" from absent, so an empty
 		// one cannot be accepted.
@@ -375,7 +386,7 @@ func ParseCommands(ann map[string]string) (Commands, error) {
 // CommandKeys lists the command annotations, which the controller removes
 // once it has acted on them. It returns a new slice each time.
 func CommandKeys() []string {
-	return []string{Rollback, Promote, Pause, Approve}
+	return []string{Rollback, Promote, Pause, Approve, Retry}
 }
 
 // ConfigKeys lists the configuration annotations Parse reads.

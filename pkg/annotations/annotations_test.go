@@ -18,7 +18,7 @@ func TestKeysAreThePublicInterface(t *testing.T) {
 		Subsets: "meshcanary.io/subsets", Policy: "meshcanary.io/policy",
 		Stages: "meshcanary.io/stages", StageDuration: "meshcanary.io/stage-duration",
 		Rollback: "meshcanary.io/rollback", Promote: "meshcanary.io/promote",
-		Pause: "meshcanary.io/pause", Approve: "meshcanary.io/approve",
+		Pause: "meshcanary.io/pause", Approve: "meshcanary.io/approve", Retry: "meshcanary.io/retry",
 		Phase: "meshcanary.io/phase", Weight: "meshcanary.io/weight", Stage: "meshcanary.io/stage",
 		Revision: "meshcanary.io/revision", Message: "meshcanary.io/message", State: "meshcanary.io/state",
 	}
@@ -27,10 +27,10 @@ func TestKeysAreThePublicInterface(t *testing.T) {
 			t.Errorf("key %q; want %q", got, want)
 		}
 	}
-	if len(want) != 18 {
-		t.Errorf("two constants share a value: %d distinct keys; want 18", len(want))
+	if len(want) != 19 {
+		t.Errorf("two constants share a value: %d distinct keys; want 19", len(want))
 	}
-	if got := CommandKeys(); !reflect.DeepEqual(got, []string{Rollback, Promote, Pause, Approve}) {
+	if got := CommandKeys(); !reflect.DeepEqual(got, []string{Rollback, Promote, Pause, Approve, Retry}) {
 		t.Errorf("CommandKeys() = %v", got)
 	}
 	keys := CommandKeys()

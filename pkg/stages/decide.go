@@ -2,6 +2,7 @@ package stages
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,7 +14,13 @@ func Decide(obs Observation, st State, now time.Time) Decision {
 	if x.s().Phase == "" {
 		x.s().Phase = Idle
 	}
+	x.recoverState()
+	x.pinPlan()
+	x.finishWeight()
+	x.skipUnremoved()
 	x.run()
+	x.noteConsumed(obs.Commands)
+	x.boundMessages()
 	return x.d
 }
 
@@ -27,18 +34,25 @@ func AnalysisDue(st State, plan Plan, now time.Time) (bool, time.Duration) {
 	if st.Phase != Progressing && st.Phase != Paused {
 		return false, 0
 	}
-	if st.StageStart.IsZero() {
+	if st.StageStart.IsZero() || stateProblem(st) != "" {
 		return false, 0
 	}
 	from := st.StageStart
 	if st.LastAnalysis.After(from) {
 		from = st.LastAnalysis
 	}
-	w := now.Sub(from)
-	if w < plan.Interval {
+	due := from.Add(plan.Interval)
+	// The stage's last window ends with the stage, so the stage's traffic
+	// up to its end is judged before it advances.
+	if st.Phase == Progressing && st.Stage < len(plan.Steps) {
+		if end := stageEnd(st, plan.Steps[st.Stage]); end.After(from) && end.Before(due) {
+			due = end
+		}
+	}
+	if now.Before(due) {
 		return false, 0
 	}
-	return true, w
+	return true, now.Sub(from)
 }
 
 // StageElapsed is how long the current stage has run, pauses not counted.
@@ -58,7 +72,7 @@ func StageElapsed(st State, now time.Time) time.Duration {
 
 // StageRemaining is how much of the current stage's duration is left.
 func StageRemaining(st State, plan Plan, now time.Time) time.Duration {
-	if !st.Phase.Active() || st.Stage >= len(plan.Steps) || st.StageStart.IsZero() {
+	if !st.Phase.Active() || st.Stage < 0 || st.Stage >= len(plan.Steps) || st.StageStart.IsZero() {
 		return 0
 	}
 	r := plan.Steps[st.Stage].Duration - StageElapsed(st, now)
@@ -71,10 +85,7 @@ func StageRemaining(st State, plan Plan, now time.Time) time.Duration {
 // StageLabel renders the stage as users read it: "2/4" (1-based).
 func StageLabel(st State, plan Plan) string {
 	n := len(plan.Steps)
-	i := st.Stage + 1
-	if i > n {
-		i = n
-	}
+	i := min(max(st.Stage+1, 1), n)
 	if st.Phase == Idle || n == 0 {
 		return fmt.Sprintf("0/%d", n)
 	}
@@ -98,6 +109,9 @@ type decider struct {
 	obs Observation
 	now time.Time
 	d   Decision
+	// configured is the plan's steps as configured now; obs.Plan.Steps
+	// holds the steps pinned by an in-flight release.
+	configured []Step
 }
 
 func (x *decider) s() *State { return &x.d.State }
@@ -105,6 +119,7 @@ func (x *decider) s() *State { return &x.d.State }
 func (x *decider) run() {
 	s := x.s()
 	if x.obs.Invalid != "" {
+		x.rollbackWhileInvalid()
 		x.invalid()
 		return
 	}
@@ -118,6 +133,12 @@ func (x *decider) run() {
 		x.event(false, ReasonConfigurationFixed, "configuration fits again; phase %s resumes", prev)
 	}
 	if s.Phase.Active() {
+		x.active()
+		return
+	}
+	x.stableMovedBetweenReleases()
+	if x.retryWanted() {
+		x.start(ReasonRetried, fmt.Sprintf("release of canary revision %s started again by meshcanary.io/retry: %s", x.obs.Canary.Revision, describeSteps(x.configured)))
 		x.active()
 		return
 	}
@@ -158,18 +179,25 @@ func (x *decider) releaseWanted() bool {
 	if (s.Phase == RolledBack || s.Phase == Succeeded) && c == s.Revision {
 		return false
 	}
-	return true
+	return c != s.NotRelease
 }
 
 func (x *decider) start(reason, msg string) {
 	s := x.s()
 	*s = State{
-		Phase:    Progressing,
-		Revision: x.obs.Canary.Revision,
-		Started:  x.now,
-		Weight:   s.Weight,
-		Message:  msg,
+		Unremoved:      s.Unremoved,
+		Phase:          Progressing,
+		Revision:       x.obs.Canary.Revision,
+		StableRevision: x.obs.Stable.Revision,
+		Started:        x.now,
+		Message:        msg,
+		Steps:          slices.Clone(x.configured),
 	}
+	x.obs.Plan.Steps = s.Steps
+	// Every release begins with all traffic on stable: a state that was
+	// lost or restored may not match what the route carries, and the
+	// canary is about to be resized for the first stage.
+	x.setWeight(0)
 	if at := x.obs.Plan.StartAt; at != nil && !Matches(at, x.now) {
 		s.NotBefore = at.Next(x.now)
 	}
@@ -180,6 +208,9 @@ func (x *decider) active() {
 	s := x.s()
 	c := x.obs.Canary.Revision
 
+	if x.stableChanged() {
+		return
+	}
 	if s.Phase != Promoting && c == x.obs.Stable.Revision {
 		x.rollback(ResultAborted, DecidedByCanaryReverted, fmt.Sprintf("canary template returned to stable's (revision %s); release of %s ended", c, s.Revision))
 		return
@@ -193,7 +224,6 @@ func (x *decider) active() {
 		} else {
 			prev := s.Revision
 			x.start(ReasonRolloutRestarted, fmt.Sprintf("canary changed from revision %s to %s mid-release; restarting from stage 1 with no traffic", prev, c))
-			x.setWeight(0)
 		}
 	}
 
@@ -202,6 +232,10 @@ func (x *decider) active() {
 		x.d.Consumed.Rollback = true
 		x.rollback(ResultManualRollback, DecidedByAnnotation, "manual rollback: "+cmd.Rollback)
 		return
+	}
+	if cmd.Retry {
+		x.d.Consumed.Retry = true
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/retry ignored: a release is in flight (phase %s)", s.Phase)
 	}
 	if cmd.Approve != "" {
 		x.d.Consumed.Approve = true
@@ -252,6 +286,13 @@ func (x *decider) progress() {
 		return
 	}
 	want := CanaryReplicas(step, x.obs.Stable.Replicas)
+	if want < x.obs.Canary.Replicas && x.obs.Weight > s.Weight {
+		// The route still sends the canary more than this stage's
+		// predecessor did (a release restarted from a lost or restored
+		// state): shrink the canary only once that traffic is gone.
+		s.Message = fmt.Sprintf("stage %s: waiting for the route to carry canary weight %d%% (now %d%%) before resizing the canary", StageLabel(*s, plan), s.Weight, x.obs.Weight)
+		return
+	}
 	x.scale(want)
 
 	if s.StageStart.IsZero() {
@@ -259,11 +300,17 @@ func (x *decider) progress() {
 		return
 	}
 
+	if x.obs.Weight != s.Weight && !s.WeightPending && x.obs.Weight == 0 {
+		// Checked before the canary's pods: a person who moved all traffic
+		// to stable and then scaled the canary down rolled back by hand.
+		x.rollback(ResultManualRollback, DecidedByVirtualServiceEdit, fmt.Sprintf("manual rollback: the route's managed weights were set to send all traffic to stable at stage %s", StageLabel(*s, plan)))
+		return
+	}
 	if x.obs.Canary.Available == 0 && s.Weight > 0 {
 		x.rollback(ResultRolledBack, DecidedByController, fmt.Sprintf("canary has no available pods at stage %s", StageLabel(*s, plan)))
 		return
 	}
-	if x.obs.Weight != s.Weight {
+	if x.obs.Weight != s.Weight && !s.WeightPending {
 		x.event(true, ReasonWeightsRestored, "VirtualService had canary weight %d%%; restored %d%%", x.obs.Weight, s.Weight)
 		x.setWeight(s.Weight)
 	}
@@ -282,7 +329,8 @@ func (x *decider) progress() {
 		x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolloutStuck, Page: true,
 			Message: fmt.Sprintf("stage %s has not completed %s after its %s duration: %s", StageLabel(*s, plan), plan.StuckAfter, step.Duration, s.Message)})
 	}
-	if s.Phase == Progressing && elapsed >= step.Duration && s.Passes > 0 && s.Failures == 0 && s.Outages == 0 {
+	judged := !s.LastAnalysis.Before(stageEnd(*s, step))
+	if s.Phase == Progressing && elapsed >= step.Duration && judged && s.Passes > 0 && s.Failures == 0 && s.Outages == 0 {
 		if ok, next, why := x.allowed(); !ok {
 			x.hold(why, next)
 			return
@@ -315,7 +363,13 @@ func (x *decider) progress() {
 	}
 	x.requeueAt(from.Add(plan.Interval))
 	if s.Phase == Progressing {
-		x.requeueAt(s.StageStart.Add(s.PausedFor + step.Duration))
+		x.requeueAt(stageEnd(*s, step))
+	}
+	if x.d.RequeueAfter == 0 {
+		// Everything above was already due: look again one interval on,
+		// never sooner, so a stage waiting for evidence costs a reconcile
+		// per interval and not a busy loop.
+		x.requeueAt(x.now.Add(plan.Interval))
 	}
 }
 
@@ -358,6 +412,13 @@ func (x *decider) startStage(step Step, want int32) {
 			x.hold("waiting for gate "+joinNames(x.pendingGates(typ, s.Stage)), time.Time{})
 			return
 		}
+	}
+	if s.WeightPending {
+		// The route has not yet been seen carrying what was decided before
+		// this stage (all traffic on stable, for a release that started
+		// over): that comes first.
+		s.Message = fmt.Sprintf("stage %s: waiting for the route to carry canary weight %d%% before the stage starts", StageLabel(*s, plan), s.Weight)
+		return
 	}
 	s.Held = ""
 	x.setWeight(step.Weight)
@@ -460,6 +521,7 @@ func (x *decider) promoting() {
 	}
 	x.setWeight(0)
 	s.Phase, s.Finished = Succeeded, x.now
+	s.StableRevision = s.Revision
 	if s.Result == "" {
 		s.Result = ResultPromoted
 	}
@@ -478,7 +540,8 @@ func (x *decider) rollback(result Result, decidedBy, msg string) {
 	// An automatic rollback pages: something shipped broken. A person's
 	// rollback (or their reverting the canary) does not page the person who
 	// made it, and closes any incident a rule opened for this release.
-	human := decidedBy == DecidedByAnnotation || decidedBy == DecidedByCanaryReverted
+	human := decidedBy == DecidedByAnnotation || decidedBy == DecidedByCanaryReverted ||
+		decidedBy == DecidedByStableChanged || decidedBy == DecidedByVirtualServiceEdit
 	x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolledBack, Message: msg, Page: !human, Resolve: human})
 	x.d.Consumed.Pause = x.obs.Commands.Pause
 	x.settle()
@@ -490,12 +553,19 @@ func (x *decider) rollback(result Result, decidedBy, msg string) {
 // are already terminating.
 func (x *decider) settle() {
 	s := x.s()
+	if s.Phase == Idle && x.obs.Weight != 0 && x.obs.Canary.Available == 0 {
+		// No release, and the route sends traffic to pods that do not
+		// exist: every such request fails, so stable takes it back.
+		x.event(true, ReasonWeightsRestored, "VirtualService had canary weight %d%% with no canary pods and no release in flight; restored 0%%", x.obs.Weight)
+		x.setWeight(0)
+		return
+	}
 	if s.Phase != Succeeded && s.Phase != RolledBack {
 		return
 	}
 	if x.obs.Weight != 0 {
 		if x.d.SetWeight == nil {
-			if s.Weight == 0 {
+			if s.Weight == 0 && !s.WeightPending {
 				x.event(true, ReasonWeightsRestored, "VirtualService had canary weight %d%% after the release ended; restored 0%%", x.obs.Weight)
 			}
 			x.setWeight(0)
@@ -507,9 +577,13 @@ func (x *decider) settle() {
 
 func (x *decider) ignoreCommands() {
 	cmd, s := x.obs.Commands, x.s()
+	if cmd.Retry {
+		x.d.Consumed.Retry = true
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/retry ignored: the canary runs stable's template or a release is already wanted (phase %s)", s.Phase)
+	}
 	if cmd.Rollback != "" {
 		x.d.Consumed.Rollback = true
-		x.event(false, ReasonCommandIgnored, "meshcanary.io/rollback ignored: no release in progress (phase %s); to return to the previous version, set the canary Deployment back to it (kubectl rollout undo on the canary) and promote it (runbooks/regression-after-promotion.md)", s.Phase)
+		x.event(false, ReasonCommandIgnored, "meshcanary.io/rollback ignored: no release in progress (phase %s); to return to the previous version, kubectl rollout undo the stable Deployment (runbooks/regression-after-promotion.md)", s.Phase)
 	}
 	if cmd.Promote {
 		x.d.Consumed.Promote = true
@@ -525,13 +599,18 @@ func (x *decider) ignoreCommands() {
 	}
 }
 
+// setWeight decides the canary weight. The State records it, as pending,
+// before the caller writes it, so a write that fails or never happens is
+// finished by the next decision rather than mistaken for a person's edit.
 func (x *decider) setWeight(w int) {
 	s := x.s()
 	s.Weight = w
 	if x.obs.Weight != w {
 		x.d.SetWeight = &w
+		s.WeightPending, s.WeightFrom = true, x.obs.Weight
 	} else {
 		x.d.SetWeight = nil
+		s.WeightPending, s.WeightFrom = false, 0
 	}
 }
 
@@ -543,10 +622,13 @@ func (x *decider) scale(n int32) {
 	}
 }
 
+// requeueAt asks to be woken at t. A moment already past asks for
+// nothing: this decision has looked at everything due by now, and waking
+// again at once would only spin.
 func (x *decider) requeueAt(t time.Time) {
 	d := t.Sub(x.now)
 	if d <= 0 {
-		d = time.Millisecond
+		return
 	}
 	if x.d.RequeueAfter == 0 || d < x.d.RequeueAfter {
 		x.d.RequeueAfter = d

@@ -13,12 +13,21 @@
 //   - Decide returns a Decision: the next State, and at most one of each
 //     action (write the canary weight, scale the canary, copy the canary's
 //     pod template into stable), the Events to emit and when to be woken.
-//   - The caller performs the actions in this order: weight, scale, promote;
-//     then persists Decision.State together with clearing the command
-//     annotations the Decision consumed, in one write, so a command is acted
-//     on exactly once even across restarts. If any action fails the caller
-//     must not persist the State; the next reconcile decides again from
-//     the unchanged State and fresh observations.
+//   - The caller records Decision.State first, in one guarded write; then
+//     it performs the actions in this order: weight, scale, promote; last it
+//     removes the command annotations the Decision consumed. State.Unremoved
+//     remembers consumed commands until their removal is seen, so a command
+//     is acted on exactly once even when that removal fails. The State is
+//     the intent: if a later action fails, or the process dies before
+//     it, the next decision finishes it towards the same outcome (a weight
+//     recorded as pending is rewritten; a promotion is repeated), so a
+//     rollback decision never turns back into canary traffic. If the record
+//     itself fails, nothing was done and the next reconcile decides again.
+//   - A recorded State that is missing or makes no sense (a hand edit, a
+//     restore) is replaced: traffic returns to stable first, a StateLost
+//     Warning says so, and a wanted release starts from its first stage.
+//   - A release follows the stages pinned when it started (EffectivePlan);
+//     changes to the configured plan apply to the next release.
 //   - The caller re-invokes Decide on every relevant watch event and after
 //     Decision.RequeueAfter. Decide is idempotent for an unchanged
 //     Observation: repeating it asks for no new action.
@@ -38,5 +47,12 @@
 //   - An invalid configuration touches no traffic: the phase becomes
 //     Invalid and the rollout resumes from where it was once it is fixed.
 //   - Time spent paused or stopped (controller restart) never shortens a
-//     stage: stage progress is measured from the recorded StageStart.
+//     stage: stage progress is measured from the recorded StageStart. A
+//     stage completes only once an analysis has covered its traffic up to
+//     its end: the last window of a stage is cut at the stage's end.
+//   - A change of stable's template that meshcanary did not make aborts the
+//     release (stable-changed) and is never written back; all traffic
+//     returns to stable in one write.
+//   - Nothing asks to be woken sooner than the next moment its decision can
+//     change: a stage waiting for evidence wakes once per interval.
 package stages

@@ -68,4 +68,18 @@ const (
 	// its duration (inconclusive analysis, a held gate). Runbook:
 	// rollout-stuck.md.
 	ReasonRolloutStuck = "RolloutStuck"
+	// ReasonStateLost (Warning): the recorded state was missing parts or
+	// made no sense (a hand edit, a restore); traffic returns to stable and
+	// the release starts again from its first stage.
+	ReasonStateLost = "StateLost"
+	// ReasonPlanChanged: the configured stages changed mid-release; the
+	// release keeps the plan it started with and the change applies to the
+	// next release.
+	ReasonPlanChanged = "PlanChanged"
+	// ReasonStableChanged (Warning): stable's template changed during a
+	// release without meshcanary; the release is aborted.
+	ReasonStableChanged = "StableChanged"
+	// ReasonRetried: meshcanary.io/retry released the canary's revision
+	// again from the first stage after it was rolled back or aborted.
+	ReasonRetried = "Retried"
 )

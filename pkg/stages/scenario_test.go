@@ -65,7 +65,20 @@ func (w *world) tick(d time.Duration, v Verdict) Decision {
 	}
 	dec := Decide(w.obs, w.st, w.now)
 	w.apply(dec)
+	w.watchEvent(dec)
 	return dec
+}
+
+// watchEvent decides once more at the same moment after a weight write,
+// as the route's watch event makes the controller do: the core sees its
+// write land (and starts a stage's clock) right away, not a tick later.
+func (w *world) watchEvent(dec Decision) {
+	w.t.Helper()
+	if dec.SetWeight == nil || !w.st.WeightPending {
+		return
+	}
+	w.obs.Analysis, w.obs.Rules = nil, nil
+	w.apply(Decide(w.obs, w.st, w.now))
 }
 
 func (w *world) apply(dec Decision) {
@@ -108,6 +121,9 @@ func (w *world) apply(dec Decision) {
 	}
 	if dec.Consumed.Approve {
 		w.obs.Commands.Approve = ""
+	}
+	if dec.Consumed.Retry {
+		w.obs.Commands.Retry = false
 	}
 	if dec.SetPause {
 		w.obs.Commands.Pause = true
@@ -524,6 +540,7 @@ func TestScenarios(t *testing.T) {
 			for w.obs.Weight != 50 {
 				w.tick(5*time.Second, Pass)
 			}
+			w.tick(0, "") // the stage's weight is seen on the route
 			stage := w.st.StageStart
 			w.obs.Stable.Replicas = 20
 			w.tick(time.Second, "")
@@ -559,16 +576,18 @@ func TestScenarios(t *testing.T) {
 
 func TestAnalysisWindowsNeverReachBeforeTheStage(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	plan := Plan{Interval: 10 * time.Second}
+	plan := Plan{Interval: 10 * time.Second, Steps: []Step{{Weight: 10, Duration: 25 * time.Second}}}
 	cases := map[string]struct {
 		st     State
 		now    time.Time
 		due    bool
 		window time.Duration
 	}{
-		"not due before one interval into the stage":                          {State{Phase: Progressing, StageStart: start}, start.Add(9 * time.Second), false, 0},
-		"due with the stage's own traffic only":                               {State{Phase: Progressing, StageStart: start}, start.Add(10 * time.Second), true, 10 * time.Second},
-		"a late look covers everything since the last analysis, without gaps": {State{Phase: Progressing, StageStart: start, LastAnalysis: start.Add(10 * time.Second)}, start.Add(35 * time.Second), true, 25 * time.Second},
+		"not due before one interval into the stage":                          {State{Phase: Progressing, Revision: "v2", StageStart: start}, start.Add(9 * time.Second), false, 0},
+		"due with the stage's own traffic only":                               {State{Phase: Progressing, Revision: "v2", StageStart: start}, start.Add(10 * time.Second), true, 10 * time.Second},
+		"a late look covers everything since the last analysis, without gaps": {State{Phase: Progressing, Revision: "v2", StageStart: start, LastAnalysis: start.Add(10 * time.Second)}, start.Add(35 * time.Second), true, 25 * time.Second},
+		"the stage's last window is cut at its end":                           {State{Phase: Progressing, Revision: "v2", Stage: 0, StageStart: start, LastAnalysis: start.Add(20 * time.Second)}, start.Add(25 * time.Second), true, 5 * time.Second},
+		"a hand-edited stage of -1 is never analysed":                         {State{Phase: Progressing, Revision: "v2", Stage: -1, StageStart: start}, start.Add(time.Hour), false, 0},
 		"a stage still scaling is not analysed":                               {State{Phase: Progressing}, start.Add(time.Hour), false, 0},
 		"a finished release is not analysed":                                  {State{Phase: Succeeded, StageStart: start}, start.Add(time.Hour), false, 0},
 	}

@@ -32,11 +32,11 @@ func (p Phase) Active() bool {
 // Step is one stage of a Plan.
 type Step struct {
 	// Weight is the canary's share of traffic in percent.
-	Weight int
+	Weight int `json:"weight"`
 	// Duration is how long the stage holds, pauses not counted.
-	Duration time.Duration
+	Duration time.Duration `json:"duration"`
 	// CanaryReplicas fixes the canary's size; 0 derives it from stable.
-	CanaryReplicas int32
+	CanaryReplicas int32 `json:"canaryReplicas,omitempty"`
 }
 
 // Plan is a policy resolved for one Deployment (annotation overrides
@@ -162,6 +162,9 @@ type Commands struct {
 	Pause    bool
 	// Approve is who or what approved with meshcanary.io/approve, or "".
 	Approve string
+	// Retry asks to release the canary's revision again after it was
+	// rolled back, aborted or reverted.
+	Retry bool
 }
 
 // Verdict is the outcome of one analysis interval.
@@ -188,12 +191,18 @@ type Observation struct {
 	Stable Workload
 	Canary Workload
 	// Weight is the canary weight the VirtualService carries now.
-	Weight   int
-	Commands Commands
+	Weight int
+	// RouteResolved says Weight was read from the managed route, even when
+	// Invalid is set for another reason: a rollback can still be written.
+	RouteResolved bool
+	Commands      Commands
 	// Analysis is set only when AnalysisDue asked for one.
 	Analysis *Analysis
 	// Invalid, when not empty, says why the configuration does not fit.
 	Invalid string
+	// StateLost, when not empty, says why the recorded state could not be
+	// read; the core then starts from a fresh state, traffic on stable.
+	StateLost string
 	// Gates holds the results of the gate runs State asked for, by name.
 	Gates map[string]GateResult
 	// Rules says which rules held over the analysed window; set with
@@ -210,7 +219,8 @@ type State struct {
 	Revision string `json:"revision,omitempty"`
 	// Stage is the 0-based index of the current step.
 	Stage int `json:"stage"`
-	// StageStart is when the stage's weight was written; zero while the
+	// StageStart is when the stage's weight was decided and recorded (the
+	// write follows at once; a failed one is retried); zero while the
 	// canary is still being scaled for it.
 	StageStart time.Time `json:"stageStart,omitzero"`
 	// StageDuration is the current stage's duration, recorded so tools can
@@ -267,6 +277,36 @@ type State struct {
 	StuckReported bool `json:"stuckReported,omitempty"`
 	// Held says why the rollout waits (window, approval, gate), if it does.
 	Held string `json:"held,omitempty"`
+	// Steps is the plan pinned when the release started: a policy reload
+	// or an annotation edit mid-release applies to the next release, so a
+	// shrunken plan can never promote a release from an early stage.
+	Steps []Step `json:"steps,omitempty"`
+	// PlanChangeNoted avoids repeating that the configured plan changed.
+	PlanChangeNoted bool `json:"planChangeNoted,omitempty"`
+	// StableRevision is stable's revision when the release started: a
+	// change meshcanary did not make (an undo, an edit) aborts the release.
+	StableRevision string `json:"stableRevision,omitempty"`
+	// WeightPending is true from the moment a weight is decided (and
+	// recorded, before it is written) until the route is observed carrying
+	// it.
+	WeightPending bool `json:"weightPending,omitempty"`
+	// WeightFrom is what the route carried when the pending weight was
+	// decided. Only a route still at that weight is an unfinished write;
+	// any other value is someone else's edit.
+	WeightFrom int `json:"weightFrom,omitempty"`
+	// StableUpdated is true once stable was seen running the release during
+	// promotion, so stable changing away from it afterwards is a person's
+	// change and not this controller's write still to come.
+	StableUpdated bool `json:"stableUpdated,omitempty"`
+	// Unremoved lists the commands acted on whose annotations have not yet
+	// been seen removed (command → value). The removal is the caller's
+	// last write; until it is seen, the same command is not a new one.
+	// It outlives a release: a stale rollback must not end the next one.
+	Unremoved map[string]string `json:"unremoved,omitempty"`
+	// NotRelease is a canary revision that must not be released on its
+	// own: the one in the canary when a person changed stable's template
+	// between releases. Changing the canary's template again releases it.
+	NotRelease string `json:"notRelease,omitempty"`
 }
 
 // GateState is one gate's record within a release.
@@ -285,6 +325,9 @@ const (
 	ResultRolledBack     Result = "rolled-back"
 	ResultManualRollback Result = "manual-rollback"
 	ResultAborted        Result = "aborted"
+	// ResultReverted is a history entry, not a release: a person changed
+	// stable's template between releases (kubectl rollout undo).
+	ResultReverted Result = "reverted"
 )
 
 // Who or what ended a release, for the release history.
@@ -297,6 +340,12 @@ const (
 	DecidedByController       = "controller"
 	DecidedByRule             = "rule"
 	DecidedByGate             = "gate"
+	// DecidedByStableChanged: stable's template changed under a release
+	// (kubectl rollout undo, edit, apply, set image).
+	DecidedByStableChanged = "stable-changed"
+	// DecidedByVirtualServiceEdit: a person wrote the managed weights to
+	// send all traffic to stable.
+	DecidedByVirtualServiceEdit = "virtualservice-edit"
 )
 
 // Event is a Kubernetes Event the caller should emit on the stable
@@ -336,6 +385,9 @@ type Decision struct {
 	// SetPause asks the caller to write meshcanary.io/pause=true (a rule
 	// paused the rollout; a person resumes by removing it).
 	SetPause bool
+	// Reverted, when not empty, is the revision a person put stable on
+	// between releases; the caller records it in the release history.
+	Reverted string
 }
 
 // Consumed names the command annotations a Decision acted on.
@@ -344,7 +396,8 @@ type Consumed struct {
 	Promote  bool
 	Pause    bool
 	Approve  bool
+	Retry    bool
 }
 
 // Any reports whether any command was consumed.
-func (c Consumed) Any() bool { return c.Rollback || c.Promote || c.Pause || c.Approve }
+func (c Consumed) Any() bool { return c.Rollback || c.Promote || c.Pause || c.Approve || c.Retry }
