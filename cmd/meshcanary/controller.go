@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -34,9 +35,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 
+	"github.com/meshcanary/meshcanary/pkg/apis/meshcanary/v1alpha1"
 	"github.com/meshcanary/meshcanary/pkg/controller"
 	"github.com/meshcanary/meshcanary/pkg/gates"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
@@ -63,7 +65,31 @@ type controllerOptions struct {
 	// NotificationsSecret is namespace/name of the channels' Secret.
 	NotificationsSecret string
 	HistoryLimit        int
+	// KubeAPIQPS and KubeAPIBurst are the client-side rate limit of every
+	// request but Events (see clientConfigs).
+	KubeAPIQPS   float32
+	KubeAPIBurst int
+	// PprofBindAddress serves net/http/pprof; empty serves nothing.
+	PprofBindAddress string
 }
+
+// Default client-side rate limit, sized for 2,000 rollouts with releases in
+// flight on one replica. A release costs about 25 writes over its stages
+// (canary scale, weights and state at each stage, the analysis recorded
+// each interval, promotion, scale-down); reconciles read from the informer
+// caches. Spread over a 20-minute release, 2,000 releases are ~40 writes/s,
+// but releases started together reach their stage boundaries together:
+// 2,000 first stages (scale, weight, state: ~4 writes each) are ~8,000
+// writes at once, which 300/s with a burst of 600 clear in under 30s,
+// within one analysis interval (1m by default), so no stage starts an
+// interval late. The API server stays protected by API Priority and
+// Fairness, which queues a client that asks for more than its share.
+// client-go's default (5/s) or the former fixed 50/s would take minutes,
+// delaying every weight change and the Events behind them.
+const (
+	defaultKubeAPIQPS   = 300
+	defaultKubeAPIBurst = 600
+)
 
 func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty uses the in-cluster configuration")
@@ -81,7 +107,10 @@ func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ProgressDeadline, "progress-deadline", 10*time.Minute, "how long a canary may take to become available for a stage before the release is rolled back")
 	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", 10*time.Second, "timeout of one Prometheus query")
 	fs.StringVar(&o.NotificationsSecret, "notifications-secret", "", "namespace/name of the Secret holding notification channels (Slack, PagerDuty, webhooks); empty sends none")
-	fs.IntVar(&o.HistoryLimit, "history-limit", 10, "finished releases kept per Deployment in meshcanary.io/history")
+	fs.IntVar(&o.HistoryLimit, "history-limit", 10, "finished releases kept per Deployment in its CanaryRelease's status.history")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", defaultKubeAPIQPS, "requests per second to the Kubernetes API (client-side limit shared by every request but Events, which get half of it on a client of their own)")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", defaultKubeAPIBurst, "requests the client may send at once above --kube-api-qps (Events get half of it)")
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", "", "address serving Go's profiles under /debug/pprof/, such as 127.0.0.1:6060; empty serves none")
 }
 
 func (o *controllerOptions) validate() error {
@@ -100,6 +129,12 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers: %d: expected at least 1", o.Workers))
+	}
+	if o.KubeAPIQPS < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps: %g: expected at least 1", o.KubeAPIQPS))
+	}
+	if o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-burst: %d: expected at least 1", o.KubeAPIBurst))
 	}
 	return errors.Join(errs...)
 }
@@ -143,17 +178,60 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading Kubernetes client configuration: %w", err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
 	cfg.UserAgent = "meshcanary-controller"
 	return cfg, nil
 }
 
+// clientConfigs splits the API budget three ways, each a copy of base with
+// a rate limiter of its own:
+//   - traffic: Deployments, VirtualServices (weights), informers. The typed
+//     and the dynamic client share one limiter, so --kube-api-qps is what
+//     the controller sends, not twice that.
+//   - events: half the budget. Events wait for their own tokens instead of
+//     queueing behind weight changes, and a burst of them never delays a
+//     rollback. A decision that emits Events also records its state,
+//     mostly with a weight or a scale: about one Event per two writes, so
+//     half keeps up with what the traffic budget lets the workers decide,
+//     and the recorder's queue (1,000) absorbs the bursts.
+//   - election: the leader Lease, at client-go's default (5/s): a renewal
+//     that waited behind a busy traffic budget past the renew deadline
+//     would cost the lease and restart the process.
+func clientConfigs(base *rest.Config, o *controllerOptions) (traffic, events, election *rest.Config) {
+	traffic = rest.CopyConfig(base)
+	traffic.QPS, traffic.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	traffic.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(o.KubeAPIQPS, o.KubeAPIBurst)
+
+	events = rest.CopyConfig(base)
+	events.QPS, events.Burst = max(o.KubeAPIQPS/2, 1), max(o.KubeAPIBurst/2, 1)
+	events.RateLimiter = nil
+	events.UserAgent = base.UserAgent + "-events"
+
+	election = rest.CopyConfig(base)
+	election.QPS, election.Burst, election.RateLimiter = 0, 0, nil
+	election.UserAgent = base.UserAgent + "-leader-election"
+	return traffic, events, election
+}
+
+// pprofHandler serves Go's profiles on a mux of its own. Importing
+// net/http/pprof also registers them on http.DefaultServeMux, which the
+// controller never serves; nothing else exposes them.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
 func runController(ctx context.Context, o *controllerOptions) error {
 	log := newLogger(o)
-	cfg, err := restConfig(o.Kubeconfig)
+	base, err := restConfig(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
+	cfg, eventsCfg, electionCfg := clientConfigs(base, o)
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating Kubernetes client: %w", err)
@@ -161,6 +239,10 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating dynamic client: %w", err)
+	}
+	eventsKube, err := kubernetes.NewForConfig(eventsCfg)
+	if err != nil {
+		return fmt.Errorf("creating the Events client: %w", err)
 	}
 	promClient, err := api.NewClient(api.Config{Address: o.PrometheusURL})
 	if err != nil {
@@ -218,10 +300,17 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(kube, 0, factoryOpts...)
 	dynFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, nsOrAll(o.Namespace), nil)
 
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "meshcanary"})
+	// The recorder's broadcaster stops with ctx.
+	recorder, err := controller.NewEventRecorder(ctx, controller.EventOptions{
+		Sink:    &typedcorev1.EventSinkImpl{Interface: eventsKube.CoreV1().Events("")},
+		Metrics: m,
+		Log:     log,
+		Scheme:  scheme.Scheme,
+		Source:  corev1.EventSource{Component: "meshcanary"},
+	})
+	if err != nil {
+		return err
+	}
 
 	gateRunner := gates.NewRunner(gates.Options{
 		Done: func(rollout string) {
@@ -241,6 +330,7 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		Deploys:          factory.Apps().V1().Deployments(),
 		VSs:              dynFactory.ForResource(controller.VirtualServiceGVR()).Informer(),
 		DRs:              dynFactory.ForResource(controller.DestinationRuleGVR()).Informer(),
+		Releases:         dynFactory.ForResource(v1alpha1.GVR()).Informer(),
 		Policies:         store,
 		Analyzer:         timeoutAnalyzer{a: metrics.NewAnalyzer(promAPI), timeout: o.PrometheusTimeout},
 		Recorder:         recorder,
@@ -259,7 +349,7 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	ctrl.Store(c)
 
 	var ready atomic.Bool
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	serve := func(name, addr string, h http.Handler) {
 		srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		ln, err := net.Listen("tcp", addr)
@@ -288,6 +378,9 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		_, _ = w.Write([]byte("ok"))
 	})
 	serve("health-probe-bind-address", o.HealthBindAddress, hm)
+	if o.PprofBindAddress != "" {
+		serve("pprof-bind-address", o.PprofBindAddress, pprofHandler())
+	}
 
 	if watcher != nil {
 		go func() {
@@ -314,7 +407,11 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	if !o.LeaderElect {
 		go lead(ctx)
 	} else {
-		le, err := leaderElector(kube, o, log, m, lead, errc)
+		electionKube, err := kubernetes.NewForConfig(electionCfg)
+		if err != nil {
+			return fmt.Errorf("creating the leader election client: %w", err)
+		}
+		le, err := leaderElector(electionKube, o, log, m, lead, errc)
 		if err != nil {
 			return err
 		}

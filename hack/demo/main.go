@@ -37,6 +37,7 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/controller"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/pkg/release"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/pkg/virtualservice"
@@ -408,6 +409,7 @@ func (d *demo) printKeep() {
 	d.say("export KUBECONFIG=%s", d.kubeconfig)
 	d.say("# Prometheus: %s", d.promURL)
 	d.say("# controller metrics: http://%s/metrics   logs: %s", d.metricsAddr, d.dir)
+	d.say("kubectl get canaryreleases -A")
 	d.say("kubectl -n %s get deploy %s -o yaml | grep meshcanary.io/", ns, stable)
 	d.say("kubectl -n %s set image deployment/%s app=payment:v6", ns, canary)
 	d.say("stop everything with: make demo-down")
@@ -418,7 +420,11 @@ func (d *demo) view(ctx context.Context) status.View {
 	if err != nil {
 		return status.View{}
 	}
-	v, _ := status.Read(dep)
+	cr, err := release.Get(ctx, d.dyn, ns, stable)
+	if err != nil {
+		cr = nil // not created yet: the summary on the Deployment is all there is
+	}
+	v, _ := status.ReadWith(dep, cr)
 	return v
 }
 

@@ -54,11 +54,14 @@ type Notifier interface {
 // Config holds the controller's dependencies; New takes them all, so tests
 // can pass fakes for any of them.
 type Config struct {
-	Kube     kubernetes.Interface
-	Dynamic  dynamic.Interface
-	Deploys  appsinformers.DeploymentInformer
-	VSs      cache.SharedIndexInformer // dynamic informer for VirtualServices
-	DRs      cache.SharedIndexInformer // dynamic informer for DestinationRules
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Deploys appsinformers.DeploymentInformer
+	VSs     cache.SharedIndexInformer // dynamic informer for VirtualServices
+	DRs     cache.SharedIndexInformer // dynamic informer for DestinationRules
+	// Releases is the dynamic informer for CanaryReleases, where each
+	// rollout's state lives.
+	Releases cache.SharedIndexInformer
 	Policies *policy.Store
 	Analyzer Analyzer
 	Recorder record.EventRecorder
@@ -70,7 +73,7 @@ type Config struct {
 	// available for a stage before the release is rolled back.
 	ProgressDeadline time.Duration
 	// HistoryLimit is how many finished releases each Deployment keeps in
-	// its meshcanary.io/history annotation.
+	// its CanaryRelease's status.history.
 	HistoryLimit int
 	// Notifier is optional: without it events are only Kubernetes Events.
 	Notifier Notifier
@@ -91,6 +94,7 @@ type Controller struct {
 	queue   workqueue.TypedRateLimitingInterface[string]
 	deploys cache.MutationCache
 	vss     cache.MutationCache
+	crs     cache.MutationCache
 }
 
 // Index names used on the informers' indexers.
@@ -102,7 +106,7 @@ const (
 // New wires the event handlers and indexers; call it before the informers
 // start.
 func New(cfg Config) (*Controller, error) {
-	if cfg.Kube == nil || cfg.Dynamic == nil || cfg.Deploys == nil || cfg.VSs == nil || cfg.DRs == nil ||
+	if cfg.Kube == nil || cfg.Dynamic == nil || cfg.Deploys == nil || cfg.VSs == nil || cfg.DRs == nil || cfg.Releases == nil ||
 		cfg.Policies == nil || cfg.Analyzer == nil || cfg.Recorder == nil || cfg.Metrics == nil {
 		return nil, errors.New("controller: every dependency in Config is required")
 	}
@@ -129,11 +133,24 @@ func New(cfg Config) (*Controller, error) {
 	if err := di.AddIndexers(cache.Indexers{indexByCanary: canaryIndex, indexByVS: vsIndex}); err != nil {
 		return nil, fmt.Errorf("adding deployment indexers: %w", err)
 	}
+	if err := addDestinationRuleIndexers(cfg.DRs); err != nil {
+		return nil, err
+	}
 	logger := klog.Background()
 	// Overlaying our own recent writes keeps a reconcile that runs right
 	// after a write from deciding on the state from before it.
 	c.deploys = cache.NewIntegerResourceVersionMutationCache(logger, di.GetStore(), di.GetIndexer(), time.Minute, false)
 	c.vss = cache.NewIntegerResourceVersionMutationCache(logger, cfg.VSs.GetStore(), cfg.VSs.GetIndexer(), time.Minute, false)
+	c.crs = cache.NewIntegerResourceVersionMutationCache(logger, cfg.Releases.GetStore(), cfg.Releases.GetIndexer(), time.Minute, false)
+	// A CanaryRelease is named after its Deployment: any change to it (a
+	// person deleting it, or editing its status) wakes that rollout.
+	if _, err := cfg.Releases.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueObject,
+		UpdateFunc: func(old, cur any) { c.onUpdate(old, cur, c.enqueueObject) },
+		DeleteFunc: c.enqueueObject,
+	}); err != nil {
+		return nil, fmt.Errorf("adding canaryrelease handler: %w", err)
+	}
 
 	if _, err := di.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.onDeployment,
@@ -215,7 +232,7 @@ func (c *Controller) onDeployment(obj any) {
 	if t, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
 		obj = t.Obj
 	}
-	if d, ok := obj.(*appsv1.Deployment); ok && (annotations.IsEnabled(d.Annotations) || d.Annotations[annotations.State] != "") {
+	if d, ok := obj.(*appsv1.Deployment); ok && (optedIn(d.Annotations) || d.Annotations[annotations.State] != "" || c.hasRelease(ns, name)) {
 		c.queue.Add(ns + "/" + name)
 	}
 	c.enqueueIndexed(indexByCanary, ns+"/"+name)
@@ -275,7 +292,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer utilruntime.HandleCrash()
 	defer c.queue.ShutDown()
 	c.cfg.Log.Info().Msg("waiting for informer caches to sync")
-	if !cache.WaitForCacheSync(ctx.Done(), c.cfg.Deploys.Informer().HasSynced, c.cfg.VSs.HasSynced, c.cfg.DRs.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), c.cfg.Deploys.Informer().HasSynced, c.cfg.VSs.HasSynced, c.cfg.DRs.HasSynced, c.cfg.Releases.HasSynced) {
 		return errors.New("informer caches did not sync")
 	}
 	c.cfg.Log.Info().Int("workers", c.cfg.Workers).Msg("caches synced; reconciling")
@@ -298,7 +315,7 @@ func (c *Controller) next(ctx context.Context) bool {
 	}
 	defer c.queue.Done(key)
 	start := time.Now()
-	after, err := c.reconcile(ctx, key)
+	after, err := c.reconcileSafely(ctx, key)
 	c.cfg.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.cfg.Metrics.ReconcileErrors.Inc()
@@ -315,3 +332,18 @@ func (c *Controller) next(ctx context.Context) bool {
 
 // Queue exposes the workqueue length, for readiness and tests.
 func (c *Controller) QueueLen() int { return c.queue.Len() }
+
+// enqueueObject queues the rollout an object is named after.
+func (c *Controller) enqueueObject(obj any) {
+	if ns, name, ok := objectMeta(obj); ok {
+		c.queue.Add(ns + "/" + name)
+	}
+}
+
+// hasRelease: a Deployment with a CanaryRelease was opted in once; an undo
+// can take its meshcanary.io/enabled away mid-release, and that change
+// must still be looked at.
+func (c *Controller) hasRelease(ns, name string) bool {
+	_, exists, err := c.crs.GetByKey(ns + "/" + name)
+	return err == nil && exists
+}

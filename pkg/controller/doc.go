@@ -12,12 +12,24 @@
 //   - An idle opted-in Deployment costs no API calls and no Prometheus
 //     queries: reconciling it reads only from the informer caches and writes
 //     nothing when nothing changed.
-//   - Actions run in the order weight → scale → promote → persist. The
-//     rollout State is persisted last, in one merge patch of the stable
-//     Deployment's annotations that also removes the command annotations
-//     the decision consumed (with a resourceVersion precondition, so a
-//     command written meanwhile is never lost). A failed action returns an
-//     error and the key is retried with backoff from unchanged State.
+//   - The rollout State lives in the Deployment's CanaryRelease (created on
+//     first sight, owned by the Deployment) and is read from nowhere else:
+//     the Deployment's annotations are rewritten by people's tools (an undo
+//     restores a ReplicaSet's), so they only carry a summary that is
+//     written, never read back. A state from an annotation-state version is
+//     adopted once.
+//   - Each decision is recorded first, in one status write of the
+//     CanaryRelease guarded by its resourceVersion; Events follow, then the
+//     actions in the order weight → scale → promote, then the Deployment's
+//     summary and the removal of the consumed commands (guarded by the
+//     Deployment's resourceVersion, so a command written meanwhile is never
+//     lost). The record is the intent: a failed action returns an error,
+//     the key is retried with backoff, and the core finishes the recorded
+//     decision; a consumed command whose removal failed is remembered in
+//     the record and never acted on twice.
+//   - A panic in one reconcile is caught: that rollout shows Invalid with
+//     the message and a Warning, its traffic is left alone, the key is
+//     retried with backoff, and every other rollout keeps being served.
 //   - The VirtualService is changed only by a JSON Patch of the two managed
 //     weights guarded by test operations (pkg/virtualservice); a rejected
 //     patch is recomputed from a fresh read.
@@ -27,4 +39,14 @@
 //   - Recent writes are overlaid on the informer caches (client-go's
 //     MutationCache) so a reconcile right after a write never decides from
 //     the state before it.
+//   - A reconcile's cost does not grow with the number of other rollouts:
+//     objects are found by key or informer index (the DestinationRule by
+//     its host), never by listing, and the controller's metric series are
+//     deleted by their exact label values (RolloutGaugeVec), never by
+//     DeletePartialMatch.
+//   - No Kubernetes Event is lost silently: NewEventRecorder counts every
+//     Event that is spam-filtered, finds the queue full or is never written
+//     in meshcanary_events_dropped_total{reason} and logs the first of each
+//     reason and every Nth. Events are written on a client whose rate
+//     limit is not the one that moves traffic.
 package controller

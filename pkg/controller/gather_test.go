@@ -1,12 +1,15 @@
 package controller
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/policy"
@@ -171,5 +174,108 @@ func TestReleaseEndedCountsEachReleaseOnce(t *testing.T) {
 				t.Fatalf("got %v want %v", got, c.want)
 			}
 		})
+	}
+}
+
+func destinationRule(ns, name, host string) *unstructured.Unstructured {
+	subset := func(track string) map[string]any {
+		return map[string]any{"name": track, "labels": map[string]any{"app": "pay", "track": track, "rule": name}}
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+		"metadata": map[string]any{"namespace": ns, "name": name},
+		"spec":     map[string]any{"host": host, "subsets": []any{subset("stable"), subset("canary")}},
+	}}
+}
+
+// destinationRulesController is a controller whose DestinationRule
+// informer holds rules, as New indexes them; the informer never starts.
+func destinationRulesController(t *testing.T, rules ...*unstructured.Unstructured) *Controller {
+	t.Helper()
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	if err := addDestinationRuleIndexers(inf); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		if err := inf.GetIndexer().Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Controller{cfg: Config{DRs: inf}}
+}
+
+func TestDestinationRuleIsFoundByItsHostInAnyForm(t *testing.T) {
+	c := destinationRulesController(t,
+		destinationRule("payments", "pay-short", "pay"),
+		destinationRule("payments", "ledger-fqdn", "ledger.payments.svc.cluster.local"),
+		destinationRule("payments", "payment-upper", "Payment.Payments.svc.cluster.local."),
+		destinationRule("payments", "pay-in-shop", "pay.shop"),
+		// First by name, but in another namespace.
+		destinationRule("shop", "aa-elsewhere", "pay.payments.svc.cluster.local"),
+		// Two rules for one host: the first by name serves, on every
+		// reconcile alike.
+		destinationRule("payments", "b-cart", "cart"),
+		destinationRule("payments", "a-cart", "cart.payments.svc"),
+		destinationRule("payments", "no-host", ""),
+	)
+	spec := annotations.Spec{StableSubset: "stable", CanarySubset: "canary"}
+	cases := map[string]struct {
+		host string
+		want string // the rule whose subsets are used; "" for none
+	}{
+		"a short name finds a rule written with the short name":            {"pay", "pay-short"},
+		"a namespaced name finds a rule written with the short name":       {"pay.payments", "pay-short"},
+		"a full name finds a rule written with the short name":             {"pay.payments.svc.cluster.local", "pay-short"},
+		"a short name finds a rule written with the full name":             {"ledger", "ledger-fqdn"},
+		"capitals and the svc form find a rule written with the full name": {"LEDGER.payments.svc", "ledger-fqdn"},
+		"a short name finds a rule written in capitals with a root dot":    {"payment", "payment-upper"},
+		"a service of another namespace finds the rule naming it":          {"pay.shop", "pay-in-shop"},
+		"of two rules for one host the first by name serves":               {"cart", "a-cart"},
+		"a rule in another namespace never serves":                         {"pay.payments.svc.cluster.local.", "pay-short"},
+		"a host without a rule finds none":                                 {"orders", ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			stable, canary, err := c.subsets("payments", tc.host, spec)
+			if tc.want == "" {
+				if _, ok := isInvalid(err); !ok {
+					t.Fatalf("found subsets %v %v (err %v), want an invalid configuration", stable, canary, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stable["rule"] != tc.want || canary["rule"] != tc.want || stable["track"] != "stable" || canary["track"] != "canary" {
+				t.Errorf("subsets stable %v canary %v, want those of %s", stable, canary, tc.want)
+			}
+		})
+	}
+}
+
+func TestDestinationRuleLookupVisitsOnlyRulesOfItsHost(t *testing.T) {
+	rules := []*unstructured.Unstructured{
+		destinationRule("payments", "pay", "pay"),
+		destinationRule("payments", "pay-in-shop", "pay.shop"),
+	}
+	for i := range 2000 {
+		rules = append(rules, destinationRule(fmt.Sprintf("team-%d", i%40), fmt.Sprintf("svc-%d", i), fmt.Sprintf("svc-%d", i)))
+	}
+	c := destinationRulesController(t, rules...)
+	candidates, err := c.cfg.DRs.GetIndexer().ByIndex(indexDRByHost, drHostKey("payments", "PAY.payments.svc.cluster.local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both share the first label; HostsEqual then keeps the one it names.
+	if len(candidates) != 2 {
+		t.Errorf("the index handed over %d rules, want the 2 whose host starts with pay", len(candidates))
+	}
+	got, err := c.destinationRules("payments", "PAY.payments.svc.cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].GetName() != "pay" {
+		t.Errorf("rules for the host: %v, want only pay", got)
 	}
 }

@@ -1,6 +1,9 @@
 package controller
 
 import (
+	"strings"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/util/workqueue"
 
@@ -9,11 +12,16 @@ import (
 
 // Metrics are the controller's own Prometheus metrics. They are registered
 // on the registry the caller passes, never on a global one.
+//
+// A rollout's series are deleted by their exact label values, never by
+// DeletePartialMatch, which scans every series of every rollout: the series
+// whose other labels vary (analysis values and thresholds, the stage's
+// stages label) are RolloutGaugeVecs that remember what they created.
 type Metrics struct {
 	Phase             *prometheus.GaugeVec
 	Weight            *prometheus.GaugeVec
-	AnalysisValue     *prometheus.GaugeVec
-	AnalysisThreshold *prometheus.GaugeVec
+	AnalysisValue     *RolloutGaugeVec
+	AnalysisThreshold *RolloutGaugeVec
 	Rollouts          *prometheus.CounterVec
 	Verdicts          *prometheus.CounterVec
 	ReconcileDuration prometheus.Histogram
@@ -22,7 +30,10 @@ type Metrics struct {
 	APIErrors         *prometheus.CounterVec
 	Leader            prometheus.Gauge
 	PolicyReloads     *prometheus.CounterVec
-	StageInfo         *prometheus.GaugeVec
+	StageInfo         *RolloutGaugeVec
+	// EventsDropped counts Kubernetes Events that were never written, by
+	// reason (see NewEventRecorder).
+	EventsDropped *prometheus.CounterVec
 
 	queue *queueMetrics
 }
@@ -42,12 +53,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshcanary_canary_weight", Help: "Canary weight in percent that meshcanary last wrote to the VirtualService.",
 		}, []string{"namespace", "deployment"}),
-		AnalysisValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		AnalysisValue: newRolloutGaugeVec(prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshcanary_analysis_value", Help: "Last analysed value of a metric per version (base units: ratios, seconds, requests per second).",
-		}, []string{"namespace", "deployment", "metric", "version"}),
-		AnalysisThreshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"namespace", "deployment", "metric", "version"})),
+		AnalysisThreshold: newRolloutGaugeVec(prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshcanary_analysis_threshold", Help: "Threshold of a check in the current stage (base units; maxRatio as a factor).",
-		}, []string{"namespace", "deployment", "metric", "bound"}),
+		}, []string{"namespace", "deployment", "metric", "bound"})),
 		Rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshcanary_rollouts_total", Help: "Finished releases by result.",
 		}, []string{"namespace", "deployment", "result"}),
@@ -73,13 +84,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshcanary_policy_reloads_total", Help: "Reloads of the policies file by result (ok or invalid).",
 		}, []string{"result"}),
-		StageInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		StageInfo: newRolloutGaugeVec(prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshcanary_rollout_stage", Help: "Current stage (1-based) of the rollout; the total number of stages is in the stages label.",
-		}, []string{"namespace", "deployment", "stages"}),
+		}, []string{"namespace", "deployment", "stages"})),
+		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_events_dropped_total", Help: "Kubernetes Events never written, by reason: spam-filtered, queue-full, rate-limited, rejected, write-failed.",
+		}, []string{"reason"}),
 		queue: newQueueMetrics(),
 	}
+	// Every reason exists from the start, at 0, so that rate() and alerts
+	// see the first drop instead of a series appearing.
+	for _, r := range allDropReasons() {
+		m.EventsDropped.WithLabelValues(r)
+	}
 	reg.MustRegister(m.Phase, m.Weight, m.AnalysisValue, m.AnalysisThreshold, m.Rollouts, m.Verdicts,
-		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.PolicyReloads, m.StageInfo)
+		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.PolicyReloads, m.StageInfo,
+		m.EventsDropped)
 	m.queue.register(reg)
 	return m
 }
@@ -97,14 +117,100 @@ func (m *Metrics) setPhase(ns, name string, p stages.Phase) {
 	}
 }
 
-// forget drops every series of a Deployment that is gone or opted out.
+// forget drops every gauge series of a Deployment that is gone or opted
+// out, each by its exact label values: the cost is that rollout's own
+// series, whatever the number of others. The counters (releases, verdicts)
+// stay, so increase() over a day still sees a Deployment deleted within it.
 func (m *Metrics) forget(ns, name string) {
-	l := prometheus.Labels{"namespace": ns, "deployment": name}
-	m.Phase.DeletePartialMatch(l)
-	m.Weight.DeletePartialMatch(l)
-	m.AnalysisValue.DeletePartialMatch(l)
-	m.AnalysisThreshold.DeletePartialMatch(l)
-	m.StageInfo.DeletePartialMatch(l)
+	for _, p := range allPhases() {
+		m.Phase.DeleteLabelValues(ns, name, string(p))
+	}
+	m.Weight.DeleteLabelValues(ns, name)
+	m.AnalysisValue.DeleteRollout(ns, name)
+	m.AnalysisThreshold.DeleteRollout(ns, name)
+	m.StageInfo.DeleteRollout(ns, name)
+}
+
+// gaugeVec is what a RolloutGaugeVec needs of *prometheus.GaugeVec; tests
+// put a counting one in its place.
+type gaugeVec interface {
+	prometheus.Collector
+	WithLabelValues(lvs ...string) prometheus.Gauge
+	DeleteLabelValues(lvs ...string) bool
+}
+
+// rolloutKey names one rollout: the namespace and name of its stable
+// Deployment, the first two labels of every rollout series.
+type rolloutKey struct{ namespace, name string }
+
+// RolloutGaugeVec is a GaugeVec whose first two labels are namespace and
+// deployment. It remembers, per rollout, the label values of every series
+// created through WithLabelValues, so DeleteRollout deletes exactly those:
+// its cost is the rollout's own handful of series. DeletePartialMatch, which
+// it replaces, scans every series of every rollout; called on every
+// reconcile that made metrics bookkeeping grow with the square of the
+// number of rollouts (12% of the CPU at 1,000).
+//
+// Series must be created through WithLabelValues only; the vec is safe for
+// concurrent use.
+type RolloutGaugeVec struct {
+	vec gaugeVec
+
+	mu sync.Mutex
+	// series holds, per rollout, the label values after namespace and
+	// deployment of each series, keyed by those values joined.
+	series map[rolloutKey]map[string][]string
+}
+
+func newRolloutGaugeVec(v gaugeVec) *RolloutGaugeVec {
+	return &RolloutGaugeVec{vec: v, series: map[rolloutKey]map[string][]string{}}
+}
+
+// Describe implements prometheus.Collector.
+func (v *RolloutGaugeVec) Describe(ch chan<- *prometheus.Desc) { v.vec.Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (v *RolloutGaugeVec) Collect(ch chan<- prometheus.Metric) { v.vec.Collect(ch) }
+
+// WithLabelValues returns the series with these label values, namespace and
+// deployment first, creating and remembering it if needed.
+func (v *RolloutGaugeVec) WithLabelValues(lvs ...string) prometheus.Gauge {
+	if len(lvs) < 2 {
+		// The vec panics about the label count, as it did before.
+		return v.vec.WithLabelValues(lvs...)
+	}
+	k, rest := rolloutKey{lvs[0], lvs[1]}, lvs[2:]
+	id := strings.Join(rest, "\xff")
+	// The lock spans the vec's own call so that a series is never created
+	// after DeleteRollout forgot it, even for one rollout touched from two
+	// goroutines at once.
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.series[k]
+	if s == nil {
+		s = map[string][]string{}
+		v.series[k] = s
+	}
+	if _, ok := s[id]; !ok {
+		s[id] = append([]string(nil), rest...)
+	}
+	return v.vec.WithLabelValues(lvs...)
+}
+
+// DeleteRollout deletes every series of one rollout and returns how many
+// there were.
+func (v *RolloutGaugeVec) DeleteRollout(namespace, name string) int {
+	k := rolloutKey{namespace, name}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.series[k]
+	delete(v.series, k)
+	lvs := make([]string, 0, 4)
+	for _, rest := range s {
+		lvs = append(append(lvs[:0], namespace, name), rest...)
+		v.vec.DeleteLabelValues(lvs...)
+	}
+	return len(s)
 }
 
 // queueMetrics implements workqueue.MetricsProvider with the metric names

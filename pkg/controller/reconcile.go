@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,6 +24,7 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/notify"
 	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/pkg/release"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/pkg/virtualservice"
@@ -69,22 +71,72 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
-	if d == nil || !annotations.IsEnabled(d.Annotations) {
+	if d == nil || !c.managed(d) {
 		c.cfg.Metrics.forget(ns, name)
 		return 0, nil
 	}
 	log := c.cfg.Log.With().Str("namespace", ns).Str("deployment", name).Logger()
 	now := c.cfg.Clock.Now()
-
-	st, err := readState(d)
+	cr, err := c.releaseOf(ctx, d)
 	if err != nil {
-		log.Warn().Err(err).Msg("starting from a fresh state")
-		c.cfg.Recorder.Event(d, corev1.EventTypeWarning, stages.ReasonInvalidConfiguration, err.Error()+"; starting from a fresh state")
+		return 0, err
 	}
+	rec := recordOf(d, cr)
+	if rec.lost != "" {
+		log.Warn().Str("reason", stages.ReasonStateLost).Msg(rec.lost)
+	}
+	t, obs, published, err := c.gather(ctx, d, rec, now, log)
+	if err != nil {
+		return 0, err
+	}
+	t.cr = cr
+	st := rec.state
+	dec := stages.Decide(obs, st, now)
+	// Labels, notifications and gates speak of the plan the release runs.
+	t.plan = stages.EffectivePlan(dec.State, t.plan)
+	obs.Plan = t.plan
+	if err := c.act(ctx, t, rec, obs, dec, published, log); err != nil {
+		return 0, err
+	}
+	for _, run := range dec.RunGates {
+		c.ensureGate(t, dec.State, run)
+	}
+	return dec.RequeueAfter, nil
+}
 
+// recorded runs what follows from a decision once it is on record, even if
+// a later write of the same reconcile fails: the retry decides from the
+// record and will not see the release end again.
+func (c *Controller) recorded(t *target, before stages.State, dec stages.Decision, analysis *status.Analysis, log zerolog.Logger) {
+	c.emit(t, dec, analysis, log)
+	if releaseEnded(before, dec.State) && c.cfg.Gates != nil {
+		c.cfg.Gates.Forget(t.stable.Namespace + "/" + t.stable.Name + "/")
+	}
+	c.publish(t, before, dec.State)
+}
+
+// managed reports whether d is meshcanary's to reconcile: opted in, or
+// with a release still in flight. An undo can restore a ReplicaSet's
+// annotations from before the opt-in; the release it interrupts must still
+// be ended, not left with its canary share unwatched.
+func (c *Controller) managed(d *appsv1.Deployment) bool {
+	if optedIn(d.Annotations) {
+		return true
+	}
+	cr, err := c.getRelease(d.Namespace, d.Name)
+	if err != nil || cr == nil || cr.Status.State == nil {
+		return false
+	}
+	var st stages.State
+	return release.DecodeJSON(cr.Status.State, &st) == nil && (st.Phase.Active() || st.Interrupted.Active())
+}
+
+// gather reads everything the decision needs: the configuration and its
+// objects, the commands, gate results and, when one is due, an analysis.
+func (c *Controller) gather(ctx context.Context, d *appsv1.Deployment, rec saved, now time.Time, log zerolog.Logger) (*target, stages.Observation, *status.Analysis, error) {
+	st := rec.state
 	t, err := c.resolve(d)
-	obs := stages.Observation{Plan: t.plan}
-	var published *status.Analysis
+	obs := stages.Observation{Plan: t.plan, Weight: t.weight, RouteResolved: t.routeOK, StateLost: rec.lost}
 	var badCommands string
 	obs.Commands, t.dropCommands, badCommands = commandsOf(d)
 	if badCommands != "" {
@@ -94,41 +146,37 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if msg, ok := isInvalid(err); ok {
 		obs.Invalid = msg
 		log.Warn().Str("reason", stages.ReasonInvalidConfiguration).Msg(msg)
-	} else if err != nil {
-		return 0, err
-	}
-	if obs.Invalid == "" {
-		obs.Stable = workload(t.stable, t.stableRev)
-		obs.Canary = workload(t.canary, t.canaryRev)
-		obs.Weight = t.weight
-		obs.Gates = c.gateResults(t, st)
-		if due, window := stages.AnalysisDue(st, t.plan, now); due {
-			a, res, invalid := c.analyse(ctx, t, st, window, now)
-			if invalid != "" {
-				obs.Invalid = invalid
-			} else {
-				obs.Analysis = &a
-				obs.Rules = c.ruleHits(t, res)
-			}
-			if res != nil {
-				detail := status.FromResult(*res, now)
-				published = &detail
-			}
+		if !t.routeOK {
+			c.resolveRoute(d, t)
+			obs.Weight, obs.RouteResolved = t.weight, t.routeOK
 		}
+	} else if err != nil {
+		return nil, obs, nil, err
 	}
-
-	dec := stages.Decide(obs, st, now)
-	if err := c.act(ctx, t, obs, st, dec, published, log); err != nil {
-		return 0, err
+	if obs.Invalid != "" {
+		return t, obs, nil, nil
 	}
-	for _, run := range dec.RunGates {
-		c.ensureGate(t, dec.State, run)
+	obs.Stable = workload(t.stable, t.stableRev)
+	obs.Canary = workload(t.canary, t.canaryRev)
+	obs.Gates = c.gateResults(t, st)
+	due, window := stages.AnalysisDue(st, stages.EffectivePlan(st, t.plan), now)
+	if !due || obs.Commands.Rollback != "" {
+		// A rollback never waits for Prometheus: it is acted on from its
+		// watch event, however slow the queries are.
+		return t, obs, nil, nil
 	}
-	if releaseEnded(st, dec.State) && c.cfg.Gates != nil {
-		c.cfg.Gates.Forget(key + "/")
+	a, res, invalid := c.analyse(ctx, t, st, window, now)
+	if invalid != "" {
+		obs.Invalid = invalid
+	} else {
+		obs.Analysis = &a
+		obs.Rules = c.ruleHits(t, res)
 	}
-	c.publish(t, st, dec.State)
-	return dec.RequeueAfter, nil
+	if res == nil {
+		return t, obs, nil, nil
+	}
+	detail := status.FromResult(*res, now)
+	return t, obs, &detail, nil
 }
 
 // analyse asks Prometheus for one verdict over the window. A canary that
@@ -177,7 +225,7 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 		c.cfg.Metrics.AnalysisValue.WithLabelValues(ns, name, cr.Metric, "canary").Set(cr.Canary)
 		c.cfg.Metrics.AnalysisValue.WithLabelValues(ns, name, cr.Metric, "stable").Set(cr.Stable)
 	}
-	c.cfg.Metrics.AnalysisThreshold.DeletePartialMatch(map[string]string{"namespace": ns, "deployment": name})
+	c.cfg.Metrics.AnalysisThreshold.DeleteRollout(ns, name)
 	for _, th := range metrics.Thresholds(req.Checks) {
 		c.cfg.Metrics.AnalysisThreshold.WithLabelValues(ns, name, th.Metric, th.Bound).Set(th.Value)
 	}
@@ -191,9 +239,18 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 	return stages.Analysis{Verdict: v, Message: res.Message}, &res, ""
 }
 
-// act performs the decision: weight, then scale, then promote, then the
-// state with its events. Any failure returns before the state is persisted.
-func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation, before stages.State, dec stages.Decision, analysis *status.Analysis, log zerolog.Logger) error {
+// act performs the decision. The decision is recorded first, in the
+// CanaryRelease, so every effect below is intent already on record: a write
+// that fails, or a process that dies before it, is finished by the next
+// reconcile towards the same outcome (a rollback never turns back into
+// canary traffic). Events follow the record, then weight, scale and
+// promotion in that order; the Deployment's summary and the removal of
+// consumed commands come last.
+func (c *Controller) act(ctx context.Context, t *target, rec saved, obs stages.Observation, dec stages.Decision, analysis *status.Analysis, log zerolog.Logger) error {
+	if err := c.recordRelease(ctx, t, rec, dec, releaseEnded(rec.state, dec.State), analysis); err != nil {
+		return err
+	}
+	c.recorded(t, rec.state, dec, analysis, log)
 	if dec.SetWeight != nil {
 		if err := c.writeWeight(ctx, t, *dec.SetWeight); err != nil {
 			c.cfg.Metrics.APIErrors.WithLabelValues("virtualservice").Inc()
@@ -215,15 +272,20 @@ func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation,
 		}
 		log.Info().Str("revision", dec.State.Revision).Msg("stable updated to the canary's template")
 	}
-	if err := c.persist(ctx, t, obs, before, dec, analysis); err != nil {
-		// A conflict is the optimistic lock doing its job (a command or a
-		// status update came in between); the retry decides again from
-		// fresh state, so it is not an API error worth alerting on.
+	if err := c.mirror(ctx, t, obs, dec); err != nil {
+		// A conflict is the optimistic lock doing its job (a command came
+		// in between); the retry decides again, so it is not an API error
+		// worth alerting on.
 		if !apierrors.IsConflict(err) {
-			c.cfg.Metrics.APIErrors.WithLabelValues("state").Inc()
+			c.cfg.Metrics.APIErrors.WithLabelValues("mirror").Inc()
 		}
 		return err
 	}
+	return nil
+}
+
+// emit records the decision's Events and hands them to the notifier.
+func (c *Controller) emit(t *target, dec stages.Decision, analysis *status.Analysis, log zerolog.Logger) {
 	for _, e := range dec.Events {
 		typ := corev1.EventTypeNormal
 		ev := log.Info()
@@ -235,7 +297,6 @@ func (c *Controller) act(ctx context.Context, t *target, obs stages.Observation,
 		ev.Str("reason", e.Reason).Msg(e.Message)
 		c.notify(t, dec, analysis, e)
 	}
-	return nil
 }
 
 // notify hands an event to the notifier, routed by the policy's notify
@@ -343,11 +404,15 @@ func (c *Controller) promote(ctx context.Context, t *target) error {
 	return nil
 }
 
-// persist writes the state annotations and removes consumed commands in one
-// merge patch. When a command is removed the patch carries the
-// resourceVersion the decision was made on: a command written since then
-// makes the patch conflict and the key is retried, so no command is lost.
-func (c *Controller) persist(ctx context.Context, t *target, obs stages.Observation, before stages.State, dec stages.Decision, analysis *status.Analysis) error {
+// mirror writes the summary people read with kubectl get -o jsonpath
+// (phase, weight, stage, revision, message) on the stable Deployment and
+// removes the commands the decision consumed, in one merge patch. The
+// summary is only ever written, never read back as state, so rewriting it
+// after a person's tool rewound it (an undo) is all it takes. When a
+// command is removed the patch carries the resourceVersion the decision
+// was made on: a command written since then makes the patch conflict and
+// the key is retried, so no command is lost.
+func (c *Controller) mirror(ctx context.Context, t *target, obs stages.Observation, dec stages.Decision) error {
 	d := t.stable
 	want := map[string]*string{}
 	set := func(k, v string) {
@@ -355,53 +420,54 @@ func (c *Controller) persist(ctx context.Context, t *target, obs stages.Observat
 			want[k] = &v
 		}
 	}
-	raw, err := json.Marshal(dec.State)
-	if err != nil {
-		return fmt.Errorf("encoding state: %w", err)
-	}
-	set(annotations.State, string(raw))
 	set(annotations.Phase, string(dec.State.Phase))
 	set(annotations.Weight, strconv.Itoa(dec.State.Weight))
 	set(annotations.Stage, stages.StageLabel(dec.State, obs.Plan))
 	set(annotations.Revision, dec.State.Revision)
-	set(annotations.Message, dec.State.Message)
-	if analysis != nil {
-		b, err := json.Marshal(analysis)
-		if err != nil {
-			return fmt.Errorf("encoding analysis: %w", err)
+	set(annotations.Message, stages.Bound(dec.State.Message, stages.MaxMessage))
+	// State that older versions kept here now lives in the CanaryRelease;
+	// left here it would be copied onto ReplicaSets and restored by undo.
+	for _, k := range []string{annotations.State, annotations.Analysis, annotations.History} {
+		if _, ok := d.Annotations[k]; ok {
+			want[k] = nil
 		}
-		set(annotations.Analysis, string(b))
 	}
-	if releaseEnded(before, dec.State) {
-		prev, _ := status.Read(d)
-		rel := status.Release{
-			Revision:      dec.State.Revision,
-			Started:       dec.State.Started,
-			Finished:      dec.State.Finished,
-			StagesReached: stages.StageLabel(dec.State, obs.Plan),
-			Result:        string(dec.State.Result),
-			Reason:        dec.State.Message,
-			DecidedBy:     dec.State.DecidedBy,
-		}
-		if t.canary != nil {
-			rel.Images = status.Images(t.canary)
-		}
-		b, err := json.Marshal(status.AppendHistory(prev.History, rel, c.cfg.HistoryLimit))
-		if err != nil {
-			return fmt.Errorf("encoding history: %w", err)
-		}
-		set(annotations.History, string(b))
+	anyConsumed := c.dropConsumed(t, dec, want)
+	if len(want) == 0 {
+		return nil
 	}
+	meta := map[string]any{"annotations": want}
+	if anyConsumed {
+		meta["resourceVersion"] = d.ResourceVersion
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return fmt.Errorf("encoding the summary patch: %w", err)
+	}
+	out, err := c.cfg.Kube.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "meshcanary"})
+	if err != nil {
+		return fmt.Errorf("writing the rollout summary on %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	c.deploys.Mutation(out)
+	t.stable = out
+	return nil
+}
+
+// dropConsumed adds the removal of consumed and malformed commands (and a
+// rule's pause) to want, and reports whether the patch must be guarded.
+func (c *Controller) dropConsumed(t *target, dec stages.Decision, want map[string]*string) bool {
+	d := t.stable
 	consumed := map[string]bool{
 		annotations.Rollback: dec.Consumed.Rollback,
 		annotations.Promote:  dec.Consumed.Promote,
 		annotations.Pause:    dec.Consumed.Pause,
 		annotations.Approve:  dec.Consumed.Approve,
+		annotations.Retry:    dec.Consumed.Retry,
 	}
-	anyConsumed := false
 	for _, k := range t.dropCommands {
 		consumed[k] = true
 	}
+	anyConsumed := false
 	for k, yes := range consumed {
 		if _, present := d.Annotations[k]; yes && present {
 			want[k] = nil
@@ -415,23 +481,7 @@ func (c *Controller) persist(ctx context.Context, t *target, obs stages.Observat
 		want[annotations.Pause] = &v
 		anyConsumed = true
 	}
-	if len(want) == 0 {
-		return nil
-	}
-	meta := map[string]any{"annotations": want}
-	if anyConsumed {
-		meta["resourceVersion"] = d.ResourceVersion
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": meta})
-	if err != nil {
-		return fmt.Errorf("encoding state patch: %w", err)
-	}
-	out, err := c.cfg.Kube.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "meshcanary"})
-	if err != nil {
-		return fmt.Errorf("recording rollout state on %s/%s: %w", d.Namespace, d.Name, err)
-	}
-	c.deploys.Mutation(out)
-	return nil
+	return anyConsumed
 }
 
 // publish updates the controller's own metrics after a decision.
@@ -440,7 +490,7 @@ func (c *Controller) publish(t *target, before, after stages.State) {
 	c.cfg.Metrics.setPhase(ns, name, after.Phase)
 	c.cfg.Metrics.Weight.WithLabelValues(ns, name).Set(float64(after.Weight))
 	if n := len(t.plan.Steps); n > 0 {
-		c.cfg.Metrics.StageInfo.DeletePartialMatch(map[string]string{"namespace": ns, "deployment": name})
+		c.cfg.Metrics.StageInfo.DeleteRollout(ns, name)
 		stage := 0
 		if after.Phase != stages.Idle {
 			stage = min(after.Stage+1, n)
@@ -554,4 +604,15 @@ func (c *Controller) runGate(t *target, st stages.State, name string, attempt in
 		return stages.GateResult{Status: stages.GateFailed, Message: res.Message}, true
 	}
 	return stages.GateResult{Status: stages.GateRunning, Message: res.Message}, true
+}
+
+// optedIn reports whether a Deployment is meshcanary's to look at: enabled
+// with "true", or with a value that is neither true nor false, which must
+// be reported as invalid rather than silently ignored.
+func optedIn(ann map[string]string) bool {
+	v, ok := ann[annotations.Enabled]
+	if !ok {
+		return false
+	}
+	return annotations.IsEnabled(ann) || !strings.EqualFold(strings.TrimSpace(v), "false")
 }

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/apis/meshcanary/v1alpha1"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 )
@@ -102,7 +103,43 @@ type View struct {
 	Commands map[string]string
 }
 
-// Read decodes a Deployment's published state.
+// ReadWith decodes what is published about a rollout: the summary and
+// pending commands on the Deployment, and the state, last analysis and
+// history from its CanaryRelease, which is the truth wherever the two
+// disagree (an undo can rewind the Deployment's annotations). cr may be
+// nil: a Deployment not yet seen by the controller, or one written by a
+// version that kept everything in annotations.
+func ReadWith(d *appsv1.Deployment, cr *v1alpha1.CanaryRelease) (View, error) {
+	v, err := Read(d)
+	if cr == nil || cr.Status.State == nil {
+		return v, err
+	}
+	v.State, v.Analysis, v.History = stages.State{}, nil, nil
+	var errs []string
+	if e := json.Unmarshal(cr.Status.State.Raw, &v.State); e != nil {
+		errs = append(errs, fmt.Sprintf("status.state: %v", e))
+	}
+	if a := cr.Status.LastAnalysis; a != nil {
+		var an Analysis
+		if e := json.Unmarshal(a.Raw, &an); e != nil {
+			errs = append(errs, fmt.Sprintf("status.lastAnalysis: %v", e))
+		} else {
+			v.Analysis = &an
+		}
+	}
+	if b, e := json.Marshal(cr.Status.History); e == nil {
+		_ = json.Unmarshal(b, &v.History)
+	}
+	v.Phase, v.Weight, v.Stage = cr.Status.Phase, int(cr.Status.Weight), cr.Status.StageLabel
+	v.Revision, v.Message = cr.Status.Revision, cr.Status.Message
+	if len(errs) > 0 {
+		return v, fmt.Errorf("canaryrelease %s/%s: unreadable status: %s", cr.Namespace, cr.Name, strings.Join(errs, "; "))
+	}
+	return v, nil
+}
+
+// Read decodes a Deployment's published state from its annotations alone;
+// ReadWith adds the CanaryRelease.
 func Read(d *appsv1.Deployment) (View, error) {
 	a := d.Annotations
 	v := View{

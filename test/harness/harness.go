@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -41,10 +42,13 @@ import (
 
 	"github.com/meshcanary/meshcanary/internal/testenv"
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/apis/meshcanary/v1alpha1"
 	"github.com/meshcanary/meshcanary/pkg/controller"
 	"github.com/meshcanary/meshcanary/pkg/gates"
 	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/pkg/release"
+	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/test/meshsim"
 )
 
@@ -268,6 +272,27 @@ func (a *App) CanaryDep() *appsv1.Deployment { return a.Deployment(a.name + "-ca
 
 func (a *App) Phase() string { return a.StableDep().Annotations[annotations.Phase] }
 
+// CanaryRelease is the stable Deployment's status resource, or nil before
+// the controller created it.
+func (a *App) CanaryRelease() *v1alpha1.CanaryRelease {
+	a.t.Helper()
+	cr, err := release.Get(context.Background(), a.dyn, a.ns, a.name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	Must(a.t, err)
+	return cr
+}
+
+// View is everything published about the app's rollout: the Deployment's
+// summary and commands, the CanaryRelease's state and history.
+func (a *App) View() status.View {
+	a.t.Helper()
+	v, err := status.ReadWith(a.StableDep(), a.CanaryRelease())
+	Must(a.t, err)
+	return v
+}
+
 // release changes the canary's pod template, as `kubectl set image` or a
 // GitOps commit would; podAnnotations set the simulated behaviour.
 func (a *App) Release(image string, podAnnotations map[string]string) {
@@ -469,6 +494,7 @@ func (a *App) RunControllerWithStore(store *policy.Store, promURL string) *Contr
 		Deploys:          factory.Apps().V1().Deployments(),
 		VSs:              dynFactory.ForResource(controller.VirtualServiceGVR()).Informer(),
 		DRs:              dynFactory.ForResource(controller.DestinationRuleGVR()).Informer(),
+		Releases:         dynFactory.ForResource(v1alpha1.GVR()).Informer(),
 		Policies:         store,
 		Analyzer:         metrics.NewAnalyzer(promv1.NewAPI(pc)),
 		Recorder:         broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "meshcanary"}),
@@ -793,6 +819,19 @@ func (a *App) deleteObjects(objs []*unstructured.Unstructured) {
 		}
 		pollPause()
 	}
+}
+
+// Kubectl runs the real kubectl against the control plane in the app's
+// namespace, as a person would, and returns its output; a failure fails
+// the test.
+func (a *App) Kubectl(args ...string) string {
+	a.t.Helper()
+	full := append([]string{"--kubeconfig", a.s.Kubeconfig(), "-n", a.ns}, args...)
+	out, err := exec.Command("kubectl", full...).CombinedOutput()
+	if err != nil {
+		a.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // Kubeconfig is the path of an admin kubeconfig for the control plane, for

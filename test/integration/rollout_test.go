@@ -265,8 +265,7 @@ func TestPauseResumeAndPromote(t *testing.T) {
 	a.Annotate(annotations.Promote, harness.Ptr("true"))
 	a.WaitPhase("Succeeded", time.Minute)
 	d := a.StableDep()
-	var st stages.State
-	harness.Must(t, json.Unmarshal([]byte(d.Annotations[annotations.State]), &st))
+	st := a.View().State
 	if st.Result != stages.ResultManualPromoted {
 		t.Errorf("result %s, want %s", st.Result, stages.ResultManualPromoted)
 	}

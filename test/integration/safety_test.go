@@ -22,7 +22,6 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/notify"
 	"github.com/meshcanary/meshcanary/pkg/stages"
-	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/test/harness"
 )
 
@@ -380,10 +379,10 @@ func TestHistoryRecordsEveryRelease(t *testing.T) {
 	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
 	a.Annotate(annotations.Rollback, harness.Ptr("by hand"))
 	a.WaitFor("three releases in the history", 30*time.Second, func() (bool, string) {
-		v, err := status.Read(a.StableDep())
-		return err == nil && len(v.History) == 3, fmt.Sprint(len(v.History))
+		v := a.View()
+		return len(v.History) == 3, fmt.Sprint(len(v.History))
 	})
-	v, _ := status.Read(a.StableDep())
+	v := a.View()
 	want := []struct{ result, decidedBy, image string }{
 		{"promoted", "analysis", "historic:v2"},
 		{"rolled-back", "analysis", "historic:v3"},
