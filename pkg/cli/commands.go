@@ -17,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
@@ -165,6 +164,29 @@ its presence.`,
 	return cmd
 }
 
+func newRetryCommand(c *common) *cobra.Command {
+	o := &actionOptions{common: c, act: action{
+		name: "retry", annotation: annotations.Retry, waitable: true,
+		waitsFor: "a new release of the canary's revision to be Progressing",
+		value:    func(*actionOptions, *cluster) *string { return strPtr("true") },
+	}}
+	return o.command(&cobra.Command{
+		Use:   "retry DEPLOYMENT",
+		Short: "Release the canary's revision again, from stage 1, after a rollback",
+		Long: `Ask the controller to release the canary's revision again from the first
+stage, by writing meshcanary.io/retry=true: after its release was rolled back
+or aborted, or after stable was reverted under it (kubectl rollout undo), a
+revision is not released again on its own until the canary changes.
+
+Refused while a release is in flight: the controller would ignore it.
+
+With --wait the command returns once a new release of the canary's revision
+is Progressing.`,
+		Example: `  meshcanary retry payment-service
+  meshcanary retry payment-service --wait`,
+	})
+}
+
 // approver is the approval's value: what the user said, else who they are
 // to the cluster, else who they are locally.
 func approver(by string, c *cluster) string {
@@ -225,11 +247,27 @@ func (o *actionOptions) run(ctx context.Context, name string) error {
 		Namespace: before.Namespace, Name: before.Name, Command: o.act.name,
 		Annotation: o.act.annotation, Value: value, Removed: value == nil,
 	}
-	prior, _ := status.Read(before)
-	if w := precheck(o.act, prior, before); w != "" {
-		doc.Warnings = append(doc.Warnings, w)
-		if o.output == outputHuman {
-			if err := newPrinter(o.streams.ErrOut).warn(w); err != nil {
+	var warnings []string
+	// A command must go through even when the CanaryRelease cannot be
+	// read (a rollback above all): the precheck then goes by the summary
+	// on the Deployment, and says so.
+	cr, crErr := c.release(ctx, before)
+	if crErr != nil {
+		warnings = append(warnings, crErr.Error())
+	}
+	prior, _ := status.ReadWith(before, cr)
+	w, refused := precheck(o.act, prior, before)
+	if refused {
+		return &refusedError{msg: w}
+	}
+	if w != "" {
+		warnings = append(warnings, w)
+	}
+	doc.Warnings = warnings
+	if o.output == outputHuman {
+		e := newPrinter(o.streams.ErrOut)
+		for _, w := range warnings {
+			if err := e.warn(w); err != nil {
 				return err
 			}
 		}
@@ -239,6 +277,7 @@ func (o *actionOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	r := rollout{d: after, cr: cr}
 	out := newPrinter(o.streams.Out)
 	if o.output == outputHuman {
 		if value == nil {
@@ -248,13 +287,13 @@ func (o *actionOptions) run(ctx context.Context, name string) error {
 		}
 	}
 	if o.wait {
-		after, err = o.waitForResult(ctx, c, prior, after)
+		r, err = o.waitForResult(ctx, c, prior, after)
 		if err != nil {
 			return err
 		}
 		doc.Waited = true
 	}
-	doc.Status = c.status(ctx, after, time.Now())
+	doc.Status = c.status(ctx, r, time.Now())
 	if o.output != outputHuman {
 		return printDoc(o.streams.Out, o.output, doc)
 	}
@@ -265,24 +304,60 @@ func (o *actionOptions) run(ctx context.Context, name string) error {
 }
 
 // precheck warns when the controller will ignore the command: it acts on
-// commands only while a release is in flight. The annotation is written
-// all the same, because a release that starts in the same reconcile (the
-// canary was just changed) does take it.
-func precheck(act action, v status.View, d *appsv1.Deployment) string {
+// most commands only while a release is in flight. The annotation is
+// written all the same, because a release that starts in the same
+// reconcile (the canary was just changed) does take it. refuse is true for
+// a command that must not be written at all: retry while a release is in
+// flight, which the controller would drop unread.
+func precheck(act action, v status.View, d *appsv1.Deployment) (msg string, refuse bool) {
 	phase := stages.Phase(v.Phase)
 	switch act.name {
 	case "rollback", "promote", "pause":
 		if !phase.Active() {
 			return fmt.Sprintf("no release of deployment %q is in flight (phase %s): the controller ignores %s unless a release starts first",
-				d.Name, orNone(v.Phase), act.annotation)
+				d.Name, orNone(v.Phase), act.annotation), false
 		}
 	case "resume":
 		if _, pending := d.Annotations[annotations.Pause]; !pending && phase != stages.Paused {
-			return fmt.Sprintf("deployment %q is not paused (phase %s)", d.Name, orNone(v.Phase))
+			return fmt.Sprintf("deployment %q is not paused (phase %s)", d.Name, orNone(v.Phase)), false
+		}
+	case "retry":
+		if phase.Active() {
+			return fmt.Sprintf("a release of deployment %q is in flight (phase %s, revision %s): %s is for after a release was rolled back, aborted or reverted; the controller ignores it now",
+				d.Name, v.Phase, orNone(v.Revision), act.annotation), true
+		}
+		if !retryable(v) {
+			last := "none"
+			if n := len(v.History); n > 0 {
+				last = orNone(v.History[n-1].Result)
+			}
+			return fmt.Sprintf("the last release of deployment %q was not rolled back, aborted or reverted (phase %s, last result %s): the controller ignores %s unless the canary's revision differs from stable's",
+				d.Name, orNone(v.Phase), last, act.annotation), false
 		}
 	}
-	return ""
+	return "", false
 }
+
+// retryable reports whether the last release ended in a way retry is for:
+// rolled back, aborted, or reverted (stable changed under it).
+func retryable(v status.View) bool {
+	if stages.Phase(v.Phase) == stages.RolledBack {
+		return true
+	}
+	if n := len(v.History); n > 0 {
+		switch stages.Result(v.History[n-1].Result) {
+		case stages.ResultAborted, stages.ResultReverted, stages.ResultRolledBack, stages.ResultManualRollback:
+			return true
+		}
+	}
+	return false
+}
+
+// refusedError is a command the precheck refused to write because the
+// controller would drop it unread: exit code 1, nothing changed.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg + "; nothing was written" }
 
 // annotate writes (or, with nil, removes) one annotation with a JSON merge
 // patch, which touches that key only and needs no resourceVersion: a
@@ -304,21 +379,32 @@ func (c *cluster) annotate(ctx context.Context, d *appsv1.Deployment, key string
 
 // waitForResult watches the Deployment until the command's result is
 // visible, the controller is seen to ignore the command, or the timeout.
-func (o *actionOptions) waitForResult(ctx context.Context, c *cluster, prior status.View, d *appsv1.Deployment) (*appsv1.Deployment, error) {
+// The CanaryRelease is read again on every change of the Deployment: the
+// controller records a decision there before it acts on it and mirrors the
+// summary (and removes the commands it consumed) on the Deployment last,
+// so a read after the Deployment changed is at least as new, which a
+// second watch, whose events arrive independently, would not promise.
+func (o *actionOptions) waitForResult(ctx context.Context, c *cluster, prior status.View, d *appsv1.Deployment) (rollout, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	var r rollout
 	last := ""
 	check := func(d *appsv1.Deployment) (bool, error) {
-		done, why, err := o.result(ctx, c, prior, d)
+		cr, err := c.release(ctx, d)
+		if err != nil {
+			return false, fmt.Errorf("waiting for the result of %s: %w", o.act.annotation, err)
+		}
+		r = rollout{d: d, cr: cr}
+		done, why, err := o.result(ctx, c, prior, r)
 		last = why
 		return done, err
 	}
 	if done, err := check(d); done || err != nil {
-		return d, err
+		return r, err
 	}
 	rw, err := watchtools.NewRetryWatcherWithContext(ctx, d.ResourceVersion, deploymentWatcher{kube: c.kube, namespace: d.Namespace, name: d.Name})
 	if err != nil {
-		return nil, fmt.Errorf("watching deployment %q: %w", d.Name, err)
+		return rollout{}, fmt.Errorf("watching deployment %q: %w", d.Name, err)
 	}
 	defer rw.Stop()
 	recheck := time.NewTicker(vsRecheck)
@@ -327,9 +413,9 @@ func (o *actionOptions) waitForResult(ctx context.Context, c *cluster, prior sta
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("timed out after %s waiting for %s of deployment %q; last seen: %s", o.timeout, o.act.waitsFor, d.Name, last)
+				return rollout{}, fmt.Errorf("timed out after %s waiting for %s of deployment %q; last seen: %s", o.timeout, o.act.waitsFor, d.Name, last)
 			}
-			return nil, fmt.Errorf("stopped waiting: %w", ctx.Err())
+			return rollout{}, fmt.Errorf("stopped waiting: %w", ctx.Err())
 		case <-recheck.C:
 			// Only the VirtualService can have changed; the Deployment's
 			// own changes arrive through the watch.
@@ -337,33 +423,36 @@ func (o *actionOptions) waitForResult(ctx context.Context, c *cluster, prior sta
 				continue
 			}
 		case ev, ok := <-rw.ResultChan():
-			if !ok {
-				return nil, fmt.Errorf("watching deployment %q: the watch ended", d.Name)
+			changed, err := r.applyDeployment(ev, ok)
+			if err != nil {
+				return rollout{}, err
 			}
-			switch ev.Type {
-			case watch.Deleted:
-				return nil, fmt.Errorf("deployment %q was deleted", d.Name)
-			case watch.Error:
-				return nil, fmt.Errorf("watching deployment %q: %w", d.Name, apierrors.FromObject(ev.Object))
-			case watch.Added, watch.Modified:
-				if next, ok := ev.Object.(*appsv1.Deployment); ok {
-					d = next
-				}
-			default:
+			if !changed {
 				continue
 			}
 		}
-		if done, err := check(d); done || err != nil {
-			return d, err
+		if done, err := check(r.d); done || err != nil {
+			return r, err
 		}
 	}
 }
 
-// result tells whether the command's effect is visible on d, and if not,
+// result tells whether the command's effect is visible on r, and if not,
 // what is seen instead; it fails when the controller consumed the command
-// without acting on it.
-func (o *actionOptions) result(ctx context.Context, c *cluster, prior status.View, d *appsv1.Deployment) (bool, string, error) {
-	v, _ := status.Read(d)
+// without acting on it. An effect counts once the controller has finished
+// acting on it (r.mirrored): the CanaryRelease records a decision before
+// the weights, the scale and the Deployment's summary follow.
+func (o *actionOptions) result(ctx context.Context, c *cluster, prior status.View, r rollout) (bool, string, error) {
+	done, seen, err := o.effect(ctx, c, prior, r)
+	if done && !r.mirrored() {
+		return false, seen + ", the controller is still acting on it", nil
+	}
+	return done, seen, err
+}
+
+func (o *actionOptions) effect(ctx context.Context, c *cluster, prior status.View, r rollout) (bool, string, error) {
+	d := r.d
+	v, _ := r.view()
 	phase := stages.Phase(v.Phase)
 	_, pending := d.Annotations[o.act.annotation]
 	seen := "phase " + orNone(v.Phase)
@@ -388,9 +477,9 @@ func (o *actionOptions) result(ctx context.Context, c *cluster, prior status.Vie
 		if err != nil {
 			return false, seen + "; " + err.Error(), nil
 		}
-		r := m.route
-		seen += fmt.Sprintf(", VirtualService %s: stable %d%%, canary %d%%", m.vs, r.StableWeight, r.CanaryWeight)
-		return r.CanaryWeight == 0 && r.StableWeight == 100-r.ForeignWeight, seen, nil
+		rt := m.route
+		seen += fmt.Sprintf(", VirtualService %s: stable %d%%, canary %d%%", m.vs, rt.StableWeight, rt.CanaryWeight)
+		return rt.CanaryWeight == 0 && rt.StableWeight == 100-rt.ForeignWeight, seen, nil
 	case "promote":
 		switch {
 		case phase == stages.Succeeded && !v.State.Finished.Equal(prior.State.Finished):
@@ -411,6 +500,20 @@ func (o *actionOptions) result(ctx context.Context, c *cluster, prior status.Vie
 		return false, seen, nil
 	case "resume":
 		return phase != stages.Paused, seen, nil
+	case "retry":
+		if v.Revision != "" {
+			seen += ", revision " + v.Revision
+		}
+		// Every release stamps a new start time; the retry starts one.
+		started := !v.State.Started.IsZero() && v.State.Started.After(prior.State.Started)
+		switch {
+		case started:
+			return true, seen, nil
+		case pending:
+			return false, seen, nil
+		}
+		return false, seen, fmt.Errorf("the controller did not act on %s: no new release of deployment %q started (phase %s): the canary runs stable's template, or a release was in flight; its CommandIgnored event says which",
+			o.act.annotation, d.Name, orNone(v.Phase))
 	}
 	return true, seen, nil
 }
@@ -423,6 +526,8 @@ func resultLine(act action, doc statusDoc) string {
 		return fmt.Sprintf("rolled back: stable serves %s, canary %s (%s); phase %s", percent(w.Stable), percent(w.Canary), w.Source, doc.Phase)
 	case "promote":
 		return fmt.Sprintf("promoted: phase %s, revision %s", doc.Phase, orNone(doc.Revision))
+	case "retry":
+		return fmt.Sprintf("retrying: phase %s, revision %s, stage %s", doc.Phase, orNone(doc.Revision), orNone(doc.Stage))
 	}
 	return fmt.Sprintf("phase %s, stage %s, stable %s / canary %s", orNone(doc.Phase), orNone(doc.Stage), percent(w.Stable), percent(w.Canary))
 }

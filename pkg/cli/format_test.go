@@ -81,7 +81,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("broken p
 
 func TestAWriteErrorEndsTheCommand(t *testing.T) {
 	now := epoch()
-	doc := buildList(nil)
+	doc := buildList(nil, releaseSet{})
 	doc.Items = append(doc.Items, listItem{Name: "web", Phase: "Idle"})
 	if err := renderList(failingWriter{}, doc, false, now); err == nil || !strings.Contains(err.Error(), "broken pipe") {
 		t.Errorf("renderList to a broken pipe = %v", err)

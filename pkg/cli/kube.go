@@ -10,13 +10,17 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/apis/meshcanary/v1alpha1"
+	"github.com/meshcanary/meshcanary/pkg/release"
 )
 
 // vsGVR is Istio's VirtualService, at the version every supported Istio
@@ -207,4 +211,109 @@ func (c *cluster) list(ctx context.Context, gvr schema.GroupVersionResource) ([]
 func isNotFound(err error) bool {
 	var nf *notFoundError
 	return errors.As(err, &nf)
+}
+
+// releaseRBAC is what a user needs on CanaryReleases, for error messages.
+const releaseRBAC = "the plugin needs get, list and watch on canaryreleases.meshcanary.io"
+
+// releaseAPIError describes a failed read of CanaryReleases, with the
+// permission needed when the API server refused it.
+func releaseAPIError(verb, what string, err error) error {
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("%s %s: %w (%s)", verb, what, err, releaseRBAC)
+	}
+	return fmt.Errorf("%s %s: %w", verb, what, err)
+}
+
+// release gets the CanaryRelease of d, where the controller keeps the
+// rollout's state, last analysis and history. It is nil without error when
+// there is none: the controller has not seen d yet, or is a version that
+// kept everything in annotations (the CRD is not even installed).
+func (c *cluster) release(ctx context.Context, d *appsv1.Deployment) (*v1alpha1.CanaryRelease, error) {
+	u, err := c.dyn.Resource(v1alpha1.GVR()).Namespace(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, releaseAPIError("getting", fmt.Sprintf("canaryrelease %q in namespace %q", d.Name, d.Namespace), err)
+	}
+	return release.FromUnstructured(u)
+}
+
+// releaseForWatch reads the CanaryRelease of d with a list (of at most that
+// one object), whose resourceVersion a watch can start from even when the
+// CanaryRelease does not exist yet. The resourceVersion is empty when the
+// CRD is not installed: there is nothing to watch.
+func (c *cluster) releaseForWatch(ctx context.Context, d *appsv1.Deployment) (cr *v1alpha1.CanaryRelease, resourceVersion string, err error) {
+	l, err := c.dyn.Resource(v1alpha1.GVR()).Namespace(d.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", d.Name).String(),
+	})
+	if apierrors.IsNotFound(err) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", releaseAPIError("listing", fmt.Sprintf("canaryreleases in namespace %q", d.Namespace), err)
+	}
+	for i := range l.Items {
+		if l.Items[i].GetName() == d.Name {
+			if cr, err = release.FromUnstructured(&l.Items[i]); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	return cr, l.GetResourceVersion(), nil
+}
+
+// releaseSet is the CanaryReleases of a namespace (or of all), keyed
+// namespace/name, as `list` reads them: with one request, however many
+// Deployments there are.
+type releaseSet struct {
+	byKey map[string]*v1alpha1.CanaryRelease
+	// bad holds why a CanaryRelease could not be decoded.
+	bad map[string]error
+}
+
+func releaseKey(namespace, name string) string { return namespace + "/" + name }
+
+// of returns the CanaryRelease of d, nil when it has none, and an error
+// when it has one that cannot be decoded.
+func (s releaseSet) of(d *appsv1.Deployment) (*v1alpha1.CanaryRelease, error) {
+	k := releaseKey(d.Namespace, d.Name)
+	return s.byKey[k], s.bad[k]
+}
+
+// releases lists the CanaryReleases of namespace ns, every namespace with
+// metav1.NamespaceAll. Without the CRD the set is empty.
+func (c *cluster) releases(ctx context.Context, ns string) (releaseSet, error) {
+	set := releaseSet{byKey: map[string]*v1alpha1.CanaryRelease{}, bad: map[string]error{}}
+	l, err := c.dyn.Resource(v1alpha1.GVR()).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return set, nil
+	}
+	if err != nil {
+		return set, releaseAPIError("listing", "canaryreleases", err)
+	}
+	for i := range l.Items {
+		u := &l.Items[i]
+		k := releaseKey(u.GetNamespace(), u.GetName())
+		cr, err := release.FromUnstructured(u)
+		if err != nil {
+			set.bad[k] = err
+			continue
+		}
+		set.byKey[k] = cr
+	}
+	return set, nil
+}
+
+// releaseWatcher watches one CanaryRelease, for the retrying watcher.
+type releaseWatcher struct {
+	dyn       dynamic.Interface
+	namespace string
+	name      string
+}
+
+func (w releaseWatcher) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", w.name).String()
+	return w.dyn.Resource(v1alpha1.GVR()).Namespace(w.namespace).Watch(ctx, opts)
 }

@@ -79,7 +79,13 @@ func (o *listOptions) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing deployments: %w", err)
 	}
-	doc := buildList(list.Items)
+	// The rollouts' state is in their CanaryReleases: one list for all of
+	// them, not a read per Deployment.
+	crs, err := c.releases(ctx, ns)
+	if err != nil {
+		return err
+	}
+	doc := buildList(list.Items, crs)
 	if o.output != outputHuman {
 		return printDoc(o.streams.Out, o.output, doc)
 	}
@@ -96,21 +102,27 @@ func (o *listOptions) run(ctx context.Context) error {
 	return renderList(o.streams.Out, doc, o.allNamespaces, time.Now())
 }
 
-// buildList keeps the opted-in Deployments, sorted by namespace and name.
-func buildList(deps []appsv1.Deployment) listDoc {
+// buildList keeps the opted-in Deployments, sorted by namespace and name,
+// each read with its CanaryRelease from crs.
+func buildList(deps []appsv1.Deployment, crs releaseSet) listDoc {
 	doc := listDoc{Items: []listItem{}}
 	for i := range deps {
 		d := &deps[i]
 		if !annotations.IsEnabled(d.Annotations) {
 			continue
 		}
-		v, err := status.Read(d)
+		cr, crErr := crs.of(d)
+		v, err := status.ReadWith(d, cr)
 		item := listItem{
 			Namespace: d.Namespace, Name: d.Name, Phase: v.Phase, Weight: v.Weight, Stage: v.Stage, Message: v.Message,
 		}
-		if err != nil {
-			item.Warning = err.Error()
+		var warnings []string
+		for _, e := range []error{crErr, err} {
+			if e != nil {
+				warnings = append(warnings, e.Error())
+			}
 		}
+		item.Warning = strings.Join(warnings, "; ")
 		if n := len(v.History); n > 0 {
 			last := v.History[n-1]
 			item.LastResult = last.Result
@@ -197,7 +209,11 @@ func (o *historyOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	v, err := status.Read(d)
+	r, err := c.rolloutOf(ctx, d)
+	if err != nil {
+		return err
+	}
+	v, err := r.view()
 	if err != nil && len(v.History) == 0 {
 		return err
 	}

@@ -21,7 +21,7 @@ func TestListShowsOnlyOptedInDeploymentsInOrder(t *testing.T) {
 	b := deployment("api", map[string]string{annotations.Enabled: "true", annotations.Phase: "Idle", annotations.Weight: "0", annotations.Stage: "0/4"}, nil, nil)
 	other := deployment("db", nil, nil, nil)
 	b.Namespace = "core"
-	doc := buildList([]appsv1.Deployment{*a, *other, *b})
+	doc := buildList([]appsv1.Deployment{*a, *other, *b}, releaseSet{})
 	if len(doc.Items) != 2 || doc.Items[0].Name != "api" || doc.Items[1].Name != "web" {
 		t.Fatalf("items %+v", doc.Items)
 	}
@@ -86,9 +86,9 @@ func TestCommandsWarnWhenTheControllerWillIgnoreThem(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := deployment("web", tt.ann, nil, nil)
-			got := precheck(action{name: tt.act, annotation: "meshcanary.io/" + tt.act}, status.View{Phase: string(tt.phase)}, d)
-			if (tt.wantMsg == "") != (got == "") || !strings.Contains(got, tt.wantMsg) {
-				t.Errorf("precheck = %q, want %q", got, tt.wantMsg)
+			got, refused := precheck(action{name: tt.act, annotation: "meshcanary.io/" + tt.act}, status.View{Phase: string(tt.phase)}, d)
+			if (tt.wantMsg == "") != (got == "") || !strings.Contains(got, tt.wantMsg) || refused {
+				t.Errorf("precheck = %q, %v; want %q, not refused", got, refused, tt.wantMsg)
 			}
 		})
 	}
@@ -130,7 +130,7 @@ func TestWaitConditions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := &actionOptions{act: tt.act}
-			done, seen, err := o.result(context.Background(), nil, prior, tt.d)
+			done, seen, err := o.result(context.Background(), nil, prior, rollout{d: tt.d})
 			if done != tt.wantDone || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Errorf("result = %v, %q, %v; want %v, error %q", done, seen, err, tt.wantDone, tt.wantErr)
 			}

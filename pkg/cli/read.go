@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/apis/meshcanary/v1alpha1"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/pkg/virtualservice"
@@ -74,10 +75,12 @@ type verdicts struct {
 	Outages  int    `json:"outages"`
 }
 
-// buildStatus decodes a Deployment's published state; weights come from
-// the caller, who may have read them from the VirtualService.
-func buildStatus(d *appsv1.Deployment, w weightsDoc, now time.Time) statusDoc {
-	v, err := status.Read(d)
+// buildStatus decodes what is published about a rollout: the Deployment's
+// summary and pending commands, and the state, last analysis and history
+// of its CanaryRelease (cr, nil when it has none). Weights come from the
+// caller, who may have read them from the VirtualService.
+func buildStatus(d *appsv1.Deployment, cr *v1alpha1.CanaryRelease, w weightsDoc, now time.Time) statusDoc {
+	v, err := status.ReadWith(d, cr)
 	doc := statusDoc{
 		Namespace: d.Namespace,
 		Name:      d.Name,
@@ -137,11 +140,20 @@ func stageDuration(d *appsv1.Deployment) (time.Duration, bool) {
 	return dur, err == nil && dur > 0
 }
 
-// annotationWeights is the split as the controller last published it, for
-// when the VirtualService cannot be read.
-func annotationWeights(d *appsv1.Deployment) weightsDoc {
-	v, _ := status.Read(d)
-	return weightsDoc{Stable: 100 - v.Weight, Canary: v.Weight, Source: "annotation " + annotations.Weight}
+// publishedWeights is the split as the controller last published it, for
+// when the VirtualService cannot be read: the CanaryRelease's
+// status.weight, or the weight annotation of a Deployment without one.
+func publishedWeights(d *appsv1.Deployment, cr *v1alpha1.CanaryRelease) weightsDoc {
+	v, _ := status.ReadWith(d, cr)
+	return weightsDoc{Stable: 100 - v.Weight, Canary: v.Weight, Source: weightSource(cr)}
+}
+
+// weightSource names where publishedWeights reads the weight.
+func weightSource(cr *v1alpha1.CanaryRelease) string {
+	if cr == nil || cr.Status.State == nil {
+		return "annotation " + annotations.Weight
+	}
+	return "CanaryRelease " + cr.Namespace + "/" + cr.Name + " status.weight"
 }
 
 // managed is the managed route of a rollout's VirtualService.
@@ -175,11 +187,12 @@ func (c *cluster) managedRoute(ctx context.Context, d *appsv1.Deployment) (manag
 }
 
 // weights reads the split from the VirtualService, falling back to the
-// published annotation with a warning.
-func (c *cluster) weights(ctx context.Context, d *appsv1.Deployment) (weightsDoc, string) {
+// published weight with a warning.
+func (c *cluster) weights(ctx context.Context, r rollout) (weightsDoc, string) {
+	d := r.d
 	m, err := c.managedRoute(ctx, d)
 	if err != nil {
-		return annotationWeights(d), err.Error()
+		return publishedWeights(d, r.cr), err.Error()
 	}
 	return weightsDoc{
 		Stable: m.route.StableWeight,
@@ -189,19 +202,33 @@ func (c *cluster) weights(ctx context.Context, d *appsv1.Deployment) (weightsDoc
 	}, ""
 }
 
-// status reads everything `status` shows about a Deployment.
-func (c *cluster) status(ctx context.Context, d *appsv1.Deployment, now time.Time) statusDoc {
-	w, warning := c.weights(ctx, d)
-	return assemble(d, w, warning, now)
+// status reads everything `status` shows about a rollout.
+func (c *cluster) status(ctx context.Context, r rollout, now time.Time) statusDoc {
+	w, warning := c.weights(ctx, r)
+	return assemble(r, w, warning, now)
 }
 
 // assemble is buildStatus with the warning of a failed VirtualService read.
-func assemble(d *appsv1.Deployment, w weightsDoc, vsWarning string, now time.Time) statusDoc {
-	doc := buildStatus(d, w, now)
+func assemble(r rollout, w weightsDoc, vsWarning string, now time.Time) statusDoc {
+	doc := buildStatus(r.d, r.cr, w, now)
 	if vsWarning != "" {
-		doc.Warnings = append(doc.Warnings, "weights from the "+annotations.Weight+" annotation: "+vsWarning)
+		from := "the " + annotations.Weight + " annotation"
+		if r.cr != nil && r.cr.Status.State != nil {
+			from = "the CanaryRelease's status.weight"
+		}
+		doc.Warnings = append(doc.Warnings, "weights from "+from+": "+vsWarning)
 	}
 	return doc
+}
+
+// rolloutOf reads d's CanaryRelease, for the commands that show one
+// rollout.
+func (c *cluster) rolloutOf(ctx context.Context, d *appsv1.Deployment) (rollout, error) {
+	cr, err := c.release(ctx, d)
+	if err != nil {
+		return rollout{}, err
+	}
+	return rollout{d: d, cr: cr}, nil
 }
 
 // sortedKeys returns a map's keys in order, for stable output.

@@ -47,6 +47,7 @@ func AddCommands(root *cobra.Command, streams genericiooptions.IOStreams) {
 		newPauseCommand(o),
 		newResumeCommand(o),
 		newApproveCommand(o),
+		newRetryCommand(o),
 		newInitCommand(o),
 		newLintCommand(o),
 	}

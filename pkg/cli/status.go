@@ -13,12 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
@@ -44,13 +38,13 @@ the stage and how long it has run, the stable/canary weights of the managed
 VirtualService route, the last analysis (canary vs stable against each
 threshold), pending commands and the last releases.
 
-With -w the status is redrawn live, on every change of the Deployment, until
-no release is in flight any more (the phase is no longer Progressing, Paused
-or Promoting). The exit code then tells how the release ended: 0 when it
-succeeded, 1 when it was rolled back or the configuration is invalid. When no
-release is in flight to begin with, -w prints the status once and exits the
-same way, unless --wait-start gives a release time to start (for scripts that
-have just changed the canary).`,
+With -w the status is redrawn live, on every change of the Deployment or its
+CanaryRelease, until no release is in flight any more (the phase is no longer
+Progressing, Paused or Promoting). The exit code then tells how the release
+ended: 0 when it succeeded, 1 when it was rolled back or the configuration is
+invalid. When no release is in flight to begin with, -w prints the status
+once and exits the same way, unless --wait-start gives a release time to
+start (for scripts that have just changed the canary).`,
 		Example: `  meshcanary status payment-service
   meshcanary status payment-service -w
   kubectl set image deploy/payment-service-canary app=payment:v2 && meshcanary status payment-service -w --wait-start 2m
@@ -85,14 +79,18 @@ func (o *statusOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if !o.watch {
-		doc := c.status(ctx, d, time.Now())
-		if o.output != outputHuman {
-			return printDoc(o.streams.Out, o.output, doc)
-		}
-		return renderStatus(o.streams.Out, doc, time.Now())
+	if o.watch {
+		return o.follow(ctx, c, d)
 	}
-	return o.follow(ctx, c, d)
+	r, err := c.rolloutOf(ctx, d)
+	if err != nil {
+		return err
+	}
+	doc := c.status(ctx, r, time.Now())
+	if o.output != outputHuman {
+		return printDoc(o.streams.Out, o.output, doc)
+	}
+	return renderStatus(o.streams.Out, doc, time.Now())
 }
 
 // frameWriter draws successive states of a rollout. On a terminal each
@@ -156,21 +154,9 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// deploymentWatcher watches one Deployment, for the retrying watcher.
-type deploymentWatcher struct {
-	kube      kubernetes.Interface
-	namespace string
-	name      string
-}
-
-func (w deploymentWatcher) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", w.name).String()
-	return w.kube.AppsV1().Deployments(w.namespace).Watch(ctx, opts)
-}
-
-// follow redraws the status on every change of the Deployment (a watch,
-// resumed where it left off if the connection drops) until the release
-// ends.
+// follow redraws the status on every change of the Deployment or its
+// CanaryRelease (a watch on each, resumed where it left off if the
+// connection drops) until the release ends.
 func (o *statusOptions) follow(ctx context.Context, c *cluster, d *appsv1.Deployment) error {
 	fw := &frameWriter{
 		w:        o.streams.Out,
@@ -178,11 +164,16 @@ func (o *statusOptions) follow(ctx context.Context, c *cluster, d *appsv1.Deploy
 		terminal: isTerminal(o.streams.Out),
 		title:    fmt.Sprintf("deployment/%s in %s: watching, Ctrl-C to stop", d.Name, d.Namespace),
 	}
-	// The weights are read again on every change of the Deployment (the
-	// controller writes the VirtualService before it publishes), and reused
-	// for the redraws in between.
-	w, vsWarning := c.weights(ctx, d)
-	doc := assemble(d, w, vsWarning, time.Now())
+	cr, releasesRV, err := c.releaseForWatch(ctx, d)
+	if err != nil {
+		return err
+	}
+	r := rollout{d: d, cr: cr}
+	// The weights are read again on every change (the controller writes
+	// the VirtualService before it mirrors the summary on the Deployment),
+	// and reused for the redraws in between.
+	w, vsWarning := c.weights(ctx, r)
+	doc := assemble(r, w, vsWarning, time.Now())
 	if err := fw.draw(doc, time.Now(), true); err != nil {
 		return err
 	}
@@ -198,11 +189,11 @@ func (o *statusOptions) follow(ctx context.Context, c *cluster, d *appsv1.Deploy
 		startDeadline = timer.C
 	}
 
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, d.ResourceVersion, deploymentWatcher{kube: c.kube, namespace: d.Namespace, name: d.Name})
+	rw, err := c.watchRollout(ctx, d, releasesRV)
 	if err != nil {
-		return fmt.Errorf("watching deployment %q: %w", d.Name, err)
+		return err
 	}
-	defer rw.Stop()
+	defer rw.stop()
 	var tick <-chan time.Time
 	if fw.terminal && o.output == outputHuman {
 		// Only the stage clock changes between events; a second is as
@@ -212,51 +203,48 @@ func (o *statusOptions) follow(ctx context.Context, c *cluster, d *appsv1.Deploy
 		tick = t.C
 	}
 	for {
+		var changed bool
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("stopped watching: %w", ctx.Err())
 		case <-startDeadline:
 			return fmt.Errorf("no release of deployment %q started within %s (phase %s)", d.Name, o.waitStart, orNone(doc.Phase))
 		case <-tick:
-			if err := fw.draw(assemble(d, w, vsWarning, time.Now()), time.Now(), false); err != nil {
+			if err := fw.draw(assemble(r, w, vsWarning, time.Now()), time.Now(), false); err != nil {
 				return err
 			}
-		case ev, ok := <-rw.ResultChan():
-			if !ok {
-				return fmt.Errorf("watching deployment %q: the watch ended", d.Name)
-			}
-			switch ev.Type {
-			case watch.Deleted:
-				return fmt.Errorf("deployment %q was deleted", d.Name)
-			case watch.Error:
-				return fmt.Errorf("watching deployment %q: %w", d.Name, apierrors.FromObject(ev.Object))
-			case watch.Added, watch.Modified:
-			default:
-				continue
-			}
-			next, ok := ev.Object.(*appsv1.Deployment)
-			if !ok {
-				continue
-			}
-			d = next
-			w, vsWarning = c.weights(ctx, d)
-			doc = assemble(d, w, vsWarning, time.Now())
-			if err := fw.draw(doc, time.Now(), true); err != nil {
-				return err
-			}
-			if waiting {
-				switch {
-				case doc.Active:
-					waiting = false
-					startDeadline = nil
-				case doc.Phase == string(stages.Invalid):
-					return releaseResult(doc)
-				}
-				continue
-			}
-			if !doc.Active {
+			continue
+		case ev, ok := <-rw.deployments:
+			changed, err = r.applyDeployment(ev, ok)
+		case ev, ok := <-rw.releases:
+			changed, err = r.applyRelease(ev, ok)
+		}
+		if err != nil {
+			return err
+		}
+		if !changed {
+			continue
+		}
+		w, vsWarning = c.weights(ctx, r)
+		doc = assemble(r, w, vsWarning, time.Now())
+		if err := fw.draw(doc, time.Now(), true); err != nil {
+			return err
+		}
+		if waiting {
+			switch {
+			case doc.Active:
+				waiting = false
+				startDeadline = nil
+			case doc.Phase == string(stages.Invalid) && r.mirrored():
 				return releaseResult(doc)
 			}
+			continue
+		}
+		// The CanaryRelease says first that a release ended; the watch
+		// ends once the controller has also acted on it (weights written,
+		// summary mirrored), so that the last frame shows the final split.
+		if !doc.Active && r.mirrored() {
+			return releaseResult(doc)
 		}
 	}
 }
@@ -373,7 +361,7 @@ func checksTo(p *printer, checks []status.Check) {
 	t.flush()
 }
 
-// renderHistory prints releases, oldest first as in the annotation.
+// renderHistory prints releases, oldest first as recorded.
 func renderHistory(w io.Writer, releases []status.Release, now time.Time, wide bool) error {
 	p := newPrinter(w)
 	historyTo(p, releases, now, wide)

@@ -139,7 +139,7 @@ func TestStatusRendersForPeople(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := deployment("web", tt.ann(t), nil, nil)
 			var b bytes.Buffer
-			if err := renderStatus(&b, buildStatus(d, w, now), now); err != nil {
+			if err := renderStatus(&b, buildStatus(d, nil, w, now), now); err != nil {
 				t.Fatal(err)
 			}
 			out := b.String()
@@ -162,7 +162,7 @@ func TestStatusDocumentForScripts(t *testing.T) {
 	ann := published(t, progressing(now), lastAnalysis(now), releases(now, 1))
 	ann[annotations.StageDuration] = "2m"
 	ann[annotations.Rollback] = "p99"
-	doc := buildStatus(deployment("web", ann, nil, nil), weightsDoc{Stable: 50, Canary: 50, Source: "x"}, now)
+	doc := buildStatus(deployment("web", ann, nil, nil), nil, weightsDoc{Stable: 50, Canary: 50, Source: "x"}, now)
 	b, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +200,7 @@ func TestStatusDocumentForScripts(t *testing.T) {
 func TestWatchFrames(t *testing.T) {
 	now := epoch()
 	doc := func(weight int, clockSeconds float64) statusDoc {
-		d := buildStatus(deployment("web", published(t, progressing(now), nil, nil), nil, nil), weightsDoc{Stable: 100 - weight, Canary: weight, Source: "x"}, now)
+		d := buildStatus(deployment("web", published(t, progressing(now), nil, nil), nil, nil), nil, weightsDoc{Stable: 100 - weight, Canary: weight, Source: "x"}, now)
 		d.Clock.ElapsedSeconds = clockSeconds
 		return d
 	}

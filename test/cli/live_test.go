@@ -15,13 +15,14 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/test/harness"
 )
 
 // TestWaitingCommands drives one release through pause, resume and
-// rollback, and the next through promote, each with --wait, against a
-// running controller. The policy holds every stage for an hour, so only
-// the commands move the release.
+// rollback, retries it and rolls it back again, and drives the next through
+// promote, each with --wait, against a running controller. The policy
+// holds every stage for an hour, so only the commands move the release.
 func TestWaitingCommands(t *testing.T) {
 	t.Parallel()
 	a := suite.NewApp(t, "orders", 2, nil)
@@ -29,6 +30,15 @@ func TestWaitingCommands(t *testing.T) {
 	a.Release("payment:v2", nil)
 	a.WaitCanaryWeight(10, time.Minute)
 
+	t.Run("retry during a release is refused and writes nothing", func(t *testing.T) {
+		r := run(t, a.NS(), "retry", "orders", "--wait")
+		if r.code != 1 || !strings.Contains(r.stderr, "is in flight (phase Progressing") || !strings.Contains(r.stderr, "nothing was written") {
+			t.Errorf("got %s", r)
+		}
+		if _, ok := a.StableDep().Annotations[annotations.Retry]; ok {
+			t.Error("retry was written during a release")
+		}
+	})
 	t.Run("pause --wait returns once the phase is Paused", func(t *testing.T) {
 		r := mustRun(t, a.NS(), "pause", "orders", "--wait")
 		if got := a.StableDep().Annotations[annotations.Phase]; got != "Paused" || !strings.Contains(r.stdout, "phase Paused") {
@@ -75,6 +85,34 @@ func TestWaitingCommands(t *testing.T) {
 	t.Run("history records the rollback", func(t *testing.T) {
 		r := mustRun(t, a.NS(), "history", "orders")
 		if !strings.Contains(r.stdout, "manual-rollback") || !strings.Contains(r.stdout, "annotation") {
+			t.Errorf("history:\n%s", r.stdout)
+		}
+	})
+	t.Run("retry --wait releases the rolled back revision again", func(t *testing.T) {
+		rolledBack := a.View()
+		r := mustRun(t, a.NS(), "retry", "orders", "--wait", "-o", "json")
+		var doc struct {
+			Annotation string
+			Waited     bool
+			Warnings   []string
+			Status     struct{ Phase, Revision string }
+		}
+		parse(t, "json", r.stdout, &doc)
+		if doc.Annotation != annotations.Retry || !doc.Waited || len(doc.Warnings) > 0 || doc.Status.Phase != "Progressing" || doc.Status.Revision != rolledBack.Revision {
+			t.Errorf("parsed %+v; rolled back revision %s", doc, rolledBack.Revision)
+		}
+		// Checked at once: --wait promised the controller was done.
+		if d := a.StableDep(); d.Annotations[annotations.Phase] != "Progressing" {
+			t.Errorf("phase %s right after retry --wait", d.Annotations[annotations.Phase])
+		} else if _, ok := d.Annotations[annotations.Retry]; ok {
+			t.Error("retry still pending after retry --wait")
+		}
+		a.WaitEvent(stages.ReasonRetried, rolledBack.Revision, 30*time.Second)
+		a.WaitCanaryWeight(10, time.Minute)
+	})
+	t.Run("the retried release rolls back like any other", func(t *testing.T) {
+		mustRun(t, a.NS(), "rollback", "orders", "--reason", "retry seen", "--wait", "--timeout", "1m")
+		if r := mustRun(t, a.NS(), "history", "orders"); !strings.Contains(r.stdout, "retry seen") {
 			t.Errorf("history:\n%s", r.stdout)
 		}
 	})

@@ -1,54 +1,102 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
+	"github.com/meshcanary/meshcanary/pkg/apis/meshcanary/v1alpha1"
+	"github.com/meshcanary/meshcanary/pkg/release"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
 	"github.com/meshcanary/meshcanary/test/harness"
 )
 
-// publish writes annotations as the controller publishes them mid-release
-// (stage 2/3 at 50%), without running a controller, so that every field
-// of the read commands has a known value.
-func publish(t *testing.T, a *harness.App) {
-	t.Helper()
+// published is what the controller publishes mid-release (stage 2/3 at
+// 50%), so that every field of the read commands has a known value.
+type published struct {
+	state    stages.State
+	analysis status.Analysis
+	history  []status.Release
+}
+
+func midRelease() published {
 	now := time.Now().UTC()
-	st := stages.State{
-		Phase: stages.Progressing, Revision: "rev-b", Stage: 1, Weight: 50,
-		StageStart: now.Add(-30 * time.Second), Started: now.Add(-2 * time.Minute),
-		Passes: 2, LastVerdict: stages.Pass, Message: "stage 2/3 (50%): all 1 checks passed",
+	return published{
+		state: stages.State{
+			Phase: stages.Progressing, Revision: "rev-b", Stage: 1, Weight: 50,
+			StageStart: now.Add(-30 * time.Second), Started: now.Add(-2 * time.Minute),
+			Passes: 2, LastVerdict: stages.Pass, Message: "stage 2/3 (50%): all 1 checks passed",
+		},
+		analysis: status.Analysis{
+			At: now.Add(-3 * time.Second), WindowSeconds: 2, Verdict: "Pass", Message: "all 1 checks passed",
+			CanaryRequests: 200, StableRequests: 200,
+			Checks: []status.Check{{Metric: "error-rate", Canary: new(0.0125), Stable: new(0.01), Bound: "max", Threshold: "5%", Verdict: "Pass"}},
+		},
+		history: []status.Release{{
+			Revision: "rev-a", Images: []string{"app=payment:v1"}, Started: now.Add(-time.Hour), Finished: now.Add(-50 * time.Minute),
+			StagesReached: "3/3", Result: "promoted", Reason: "all stages passed", DecidedBy: "analysis",
+		}},
 	}
-	an := status.Analysis{
-		At: now.Add(-3 * time.Second), WindowSeconds: 2, Verdict: "Pass", Message: "all 1 checks passed",
-		CanaryRequests: 200, StableRequests: 200,
-		Checks: []status.Check{{Metric: "error-rate", Canary: new(0.0125), Stable: new(0.01), Bound: "max", Threshold: "5%", Verdict: "Pass"}},
+}
+
+// summary is what the controller mirrors on the stable Deployment, with
+// the stage duration the clock needs.
+func (p published) summary() map[string]string {
+	return map[string]string{
+		annotations.Phase: string(p.state.Phase), annotations.Weight: strconv.Itoa(p.state.Weight), annotations.Stage: "2/3",
+		annotations.Revision: p.state.Revision, annotations.Message: p.state.Message, annotations.StageDuration: "5m",
 	}
-	history := []status.Release{{
-		Revision: "rev-a", Images: []string{"app=payment:v1"}, Started: now.Add(-time.Hour), Finished: now.Add(-50 * time.Minute),
-		StagesReached: "3/3", Result: "promoted", Reason: "all stages passed", DecidedBy: "analysis",
-	}}
+}
+
+// publish writes p as the controller publishes it, without running a
+// controller: the summary on the Deployment, the state, last analysis and
+// history in its CanaryRelease.
+func publish(t *testing.T, a *harness.App, p published) {
+	t.Helper()
+	ctx := context.Background()
+	a.PatchDeploymentMerge(a.Name(), map[string]any{"metadata": map[string]any{"annotations": p.summary()}})
+	cr, err := release.Create(ctx, a.Dyn(), release.NewForDeployment(a.StableDep()))
+	harness.Must(t, err)
+	state, err := release.EncodeJSON(p.state)
+	harness.Must(t, err)
+	analysis, err := release.EncodeJSON(p.analysis)
+	harness.Must(t, err)
+	cr.Status = v1alpha1.CanaryReleaseStatus{
+		Phase: string(p.state.Phase), Stage: int32(p.state.Stage), Stages: 3, StageLabel: "2/3", Weight: int32(p.state.Weight),
+		Revision: p.state.Revision, Message: p.state.Message, State: state, LastAnalysis: analysis,
+	}
+	// The history converts through its JSON form, which both types share.
+	b, err := json.Marshal(p.history)
+	harness.Must(t, err)
+	harness.Must(t, json.Unmarshal(b, &cr.Status.History))
+	_, err = release.UpdateStatus(ctx, a.Dyn(), cr)
+	harness.Must(t, err)
+}
+
+// publishLegacy writes p all in annotations, as versions before the
+// CanaryRelease did: no CanaryRelease at all.
+func publishLegacy(t *testing.T, a *harness.App, p published) {
+	t.Helper()
 	enc := func(v any) string {
 		b, err := json.Marshal(v)
 		harness.Must(t, err)
 		return string(b)
 	}
-	a.PatchDeploymentMerge(a.Name(), map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		annotations.Phase: "Progressing", annotations.Weight: "50", annotations.Stage: "2/3",
-		annotations.Revision: "rev-b", annotations.Message: st.Message, annotations.StageDuration: "5m",
-		annotations.State: enc(st), annotations.Analysis: enc(an), annotations.History: enc(history),
-	}}})
+	ann := p.summary()
+	ann[annotations.State], ann[annotations.Analysis], ann[annotations.History] = enc(p.state), enc(p.analysis), enc(p.history)
+	a.PatchDeploymentMerge(a.Name(), map[string]any{"metadata": map[string]any{"annotations": ann}})
 }
 
 func TestReadCommands(t *testing.T) {
 	t.Parallel()
 	a := suite.NewAppWith(t, "payments", 2, harness.AppOptions{CanaryWeight: 50})
-	publish(t, a)
+	publish(t, a, midRelease())
 	// A Deployment that is not opted in is neither listed nor completed.
 	suite.NewAppWith(t, "batch", 0, harness.AppOptions{Namespace: a.NS(), NotOptedIn: true, StableOnly: true})
 
@@ -162,6 +210,33 @@ func TestReadCommands(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReadCommandsWithoutACanaryRelease reads a Deployment as a version
+// that kept everything in annotations left it: the plugin must still show
+// it, from the annotations alone.
+func TestReadCommandsWithoutACanaryRelease(t *testing.T) {
+	t.Parallel()
+	a := suite.NewAppWith(t, "invoices", 2, harness.AppOptions{CanaryWeight: 50})
+	publishLegacy(t, a, midRelease())
+	if a.CanaryRelease() != nil {
+		t.Fatal("the fixture must have no CanaryRelease")
+	}
+	r := mustRun(t, a.NS(), "status", "invoices")
+	for _, s := range []string{"Phase: Progressing", "2/3, 30s elapsed", "error-rate 1.25% 1% max 5% Pass", "Recent releases:", "rev-a"} {
+		if !hasText(r.stdout, s) {
+			t.Errorf("status lacks %q:\n%s", s, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "Warning:") {
+		t.Errorf("status warns:\n%s", r.stdout)
+	}
+	if r := mustRun(t, a.NS(), "list"); !hasText(r.stdout, "invoices Progressing 50% 2/3 promoted 50m ago") {
+		t.Errorf("list:\n%s", r)
+	}
+	if r := mustRun(t, a.NS(), "history", "invoices"); !hasText(r.stdout, "rev-a") || !hasText(r.stdout, "all stages passed") {
+		t.Errorf("history:\n%s", r)
+	}
 }
 
 func TestErrors(t *testing.T) {

@@ -40,6 +40,7 @@ func TestCommandAnnotations(t *testing.T) {
 		{"pause writes true", []string{"pause", "ledger"}, "yaml", annotations.Pause, new("true")},
 		{"resume removes pause", []string{"resume", "ledger"}, "json", annotations.Pause, nil},
 		{"approve writes who approved", []string{"approve", "ledger", "--by", "alice (CHG-42)"}, "yaml", annotations.Approve, new("alice (CHG-42)")},
+		{"retry writes true", []string{"retry", "ledger"}, "json", annotations.Retry, new("true")},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
