@@ -79,6 +79,10 @@ type Config struct {
 	Notifier Notifier
 	// Gates runs webhook gates; required only by policies that have them.
 	Gates GateRunner
+	// AnalysisWorkers bounds the analyses run at once off the reconcile
+	// path (default 4); AnalysisTimeout bounds each one (default 30s).
+	AnalysisWorkers int
+	AnalysisTimeout time.Duration
 }
 
 // GateRunner runs webhook gates off the reconcile path; *gates.Runner
@@ -95,6 +99,8 @@ type Controller struct {
 	deploys cache.MutationCache
 	vss     cache.MutationCache
 	crs     cache.MutationCache
+	// pool answers analyses off the reconcile path; set by Run.
+	pool *analysisPool
 }
 
 // Index names used on the informers' indexers.
@@ -121,6 +127,12 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.ProgressDeadline <= 0 {
 		cfg.ProgressDeadline = 10 * time.Minute
+	}
+	if cfg.AnalysisWorkers <= 0 {
+		cfg.AnalysisWorkers = 4
+	}
+	if cfg.AnalysisTimeout <= 0 {
+		cfg.AnalysisTimeout = 30 * time.Second
 	}
 	c := &Controller{
 		cfg: cfg,
@@ -295,7 +307,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.cfg.Deploys.Informer().HasSynced, c.cfg.VSs.HasSynced, c.cfg.DRs.HasSynced, c.cfg.Releases.HasSynced) {
 		return errors.New("informer caches did not sync")
 	}
-	c.cfg.Log.Info().Int("workers", c.cfg.Workers).Msg("caches synced; reconciling")
+	c.pool = newAnalysisPool(c.runAnalysis, c.Enqueue, c.cfg.AnalysisTimeout, 4096)
+	c.pool.start(ctx, c.cfg.AnalysisWorkers)
+	c.cfg.Log.Info().Int("workers", c.cfg.Workers).Int("analysisWorkers", c.cfg.AnalysisWorkers).Msg("caches synced; reconciling")
 	for i := 0; i < c.cfg.Workers; i++ {
 		go wait.UntilWithContext(ctx, c.worker, time.Second)
 	}

@@ -27,6 +27,12 @@
 //     the key is retried with backoff, and the core finishes the recorded
 //     decision; a consumed command whose removal failed is remembered in
 //     the record and never acted on twice.
+//   - Nothing slow runs on the reconcile path: a due analysis is asked of a
+//     bounded pool (Config.AnalysisWorkers, each under AnalysisTimeout),
+//     the reconcile goes on deciding without it, and the result wakes the
+//     rollout through the workqueue; its window ends when it was asked
+//     for. A reconcile with a rollback command asks for no analysis at
+//     all. A Controller that was never Run analyses inline, for tests.
 //   - A panic in one reconcile is caught: that rollout shows Invalid with
 //     the message and a Warning, its traffic is left alone, the key is
 //     retried with backoff, and every other rollout keeps being served.

@@ -73,6 +73,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	if d == nil || !c.managed(d) {
 		c.cfg.Metrics.forget(ns, name)
+		if c.pool != nil {
+			c.pool.forget(key)
+		}
 		return 0, nil
 	}
 	log := c.cfg.Log.With().Str("namespace", ns).Str("deployment", name).Logger()
@@ -165,18 +168,43 @@ func (c *Controller) gather(ctx context.Context, d *appsv1.Deployment, rec saved
 		// watch event, however slow the queries are.
 		return t, obs, nil, nil
 	}
-	a, res, invalid := c.analyse(ctx, t, st, window, now)
-	if invalid != "" {
-		obs.Invalid = invalid
-	} else {
-		obs.Analysis = &a
-		obs.Rules = c.ruleHits(t, res)
+	out, ok := c.analysisFor(ctx, analysisJob{key: d.Namespace + "/" + d.Name, from: now.Add(-window), at: now, t: t, st: st})
+	if !ok {
+		return t, obs, nil, nil // asked for; its result wakes this rollout
 	}
-	if res == nil {
+	if out.invalid != "" {
+		obs.Invalid = out.invalid
+	} else {
+		obs.Analysis = &out.analysis
+		obs.Rules = c.ruleHits(t, out.res)
+	}
+	if out.res == nil {
 		return t, obs, nil, nil
 	}
-	detail := status.FromResult(*res, now)
+	detail := status.FromResult(*out.res, out.at)
 	return t, obs, &detail, nil
+}
+
+// analysisFor returns the analysis of job's window if it is done, and asks
+// the pool for it otherwise. Without a pool (a controller that was never
+// Run, as in unit tests) it analyses inline.
+func (c *Controller) analysisFor(ctx context.Context, job analysisJob) (analysisOutcome, bool) {
+	if c.pool == nil {
+		out := c.runAnalysis(ctx, job)
+		out.from, out.at = job.from, job.at
+		return out, true
+	}
+	if out, ok := c.pool.take(job.key, job.from); ok {
+		return out, true
+	}
+	c.pool.ask(job)
+	return analysisOutcome{}, false
+}
+
+// runAnalysis is the pool's work: one verdict from Prometheus.
+func (c *Controller) runAnalysis(ctx context.Context, job analysisJob) analysisOutcome {
+	a, res, invalid := c.analyse(ctx, job.t, job.st, job.at.Sub(job.from), job.at)
+	return analysisOutcome{analysis: a, res: res, invalid: invalid}
 }
 
 // analyse asks Prometheus for one verdict over the window. A canary that

@@ -440,6 +440,11 @@ func (x *decider) analysis(a Analysis) bool {
 		windowStart = s.LastAnalysis
 	}
 	s.LastAnalysis = x.now
+	if !a.At.IsZero() && a.At.Before(x.now) && a.At.After(windowStart) {
+		// Analysed off the reconcile path: the window ended when the
+		// analysis was asked for, and the next one starts there.
+		s.LastAnalysis = a.At
+	}
 	prefix := fmt.Sprintf("stage %s (%d%%): ", StageLabel(*s, plan), s.Weight)
 	prev := s.LastVerdict
 	s.LastVerdict = a.Verdict

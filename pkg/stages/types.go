@@ -183,6 +183,9 @@ type Analysis struct {
 	Verdict Verdict
 	// Message explains the verdict with numbers.
 	Message string
+	// At is the end of the analysed window when the analysis was asked
+	// for before this decision (off the reconcile path); zero means now.
+	At time.Time
 }
 
 // Observation is everything the caller gathered for one decision.

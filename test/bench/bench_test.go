@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,14 +134,27 @@ policies:
 // the VirtualService at 100/0 (the watch event received), over many
 // rollbacks. Set BENCH_ROLLBACKS to change the count (default 50).
 func BenchmarkManualRollbackReaction(b *testing.B) {
+	benchRollbacks(b, "rollback", rollbackPolicy, func(*harness.PromProxy) {})
+}
+
+// BenchmarkManualRollbackReactionPrometheusHanging is the same with every
+// Prometheus query hanging unanswered and an analysis due every 2s, so
+// analyses are always in flight when the rollback is written.
+func BenchmarkManualRollbackReactionPrometheusHanging(b *testing.B) {
+	benchRollbacks(b, "hung", strings.Replace(rollbackPolicy, "interval: 10s", "interval: 2s", 1), func(p *harness.PromProxy) { p.SetHanging(true) })
+}
+
+func benchRollbacks(b *testing.B, name, pol string, prom func(*harness.PromProxy)) {
 	n := 50
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ROLLBACKS")); err == nil && v > 0 {
 		n = v
 	}
 	for i := 0; i < b.N; i++ {
-		a := suite.NewApp(b, fmt.Sprintf("rollback-%d", i), 2, nil)
+		a := suite.NewApp(b, fmt.Sprintf("%s-%d", name, i), 2, nil)
 		a.Mesh(50)
-		a.RunController(harness.ParsePolicies(b, rollbackPolicy), suite.Env().PrometheusURL)
+		proxy := suite.NewPromProxy(b)
+		prom(proxy)
+		a.RunController(harness.ParsePolicies(b, pol), proxy.URL())
 		var reactions []time.Duration
 		for r := 0; r < n; r++ {
 			a.Release(fmt.Sprintf("payment:v%d", r+2), nil)

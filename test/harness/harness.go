@@ -641,6 +641,9 @@ type PromProxy struct {
 	ln   net.Listener
 	srv  *http.Server
 	down atomic.Bool
+	hang atomic.Bool
+	// hung counts the queries being held unanswered now.
+	hung atomic.Int64
 }
 
 // NewPromProxy starts a PromProxy that passes requests on until t ends.
@@ -653,6 +656,14 @@ func (s *Suite) NewPromProxy(t testing.TB) *PromProxy {
 	p := &PromProxy{ln: ln}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.hang.Load() {
+			// Accept the query and never answer, as an overloaded
+			// Prometheus does, until the caller gives up.
+			p.hung.Add(1)
+			<-r.Context().Done()
+			p.hung.Add(-1)
+			return
+		}
 		if p.down.Load() {
 			if hj, ok := w.(http.Hijacker); ok {
 				if c, _, err := hj.Hijack(); err == nil {
@@ -675,6 +686,12 @@ func (p *PromProxy) URL() string { return "http://" + p.ln.Addr().String() }
 
 // SetDown takes Prometheus away (true) or brings it back (false).
 func (p *PromProxy) SetDown(down bool) { p.down.Store(down) }
+
+// SetHanging makes every query hang unanswered (true), or answer again.
+func (p *PromProxy) SetHanging(hang bool) { p.hang.Store(hang) }
+
+// Hung is the number of queries held unanswered right now.
+func (p *PromProxy) Hung() int64 { return p.hung.Load() }
 
 func ParsePolicies(t testing.TB, doc string) *policy.File {
 	t.Helper()

@@ -200,3 +200,24 @@ func TestANonsensicalStatusNeverCrashesTheController(t *testing.T) {
 		t.Errorf("state %+v", st)
 	}
 }
+
+func TestARollbackNeverWaitsForAHangingPrometheus(t *testing.T) {
+	t.Parallel()
+	a := suite.NewApp(t, "hung-prom", 2, nil)
+	proxy := suite.NewPromProxy(t)
+	proxy.SetHanging(true)
+	a.RunController(harness.ParsePolicies(t, strings.ReplaceAll(fastPolicies, "duration: 4s", "duration: 1h")), proxy.URL())
+	a.Release("payment:v2", nil)
+	a.WaitCanaryWeight(10, time.Minute)
+	a.WaitFor("an analysis query hanging in Prometheus", 30*time.Second, func() (bool, string) {
+		return proxy.Hung() > 0, fmt.Sprint(proxy.Hung())
+	})
+	a.Kubectl("annotate", "deployment/hung-prom", annotations.Rollback+"=prometheus is stuck", "--overwrite")
+	// Well inside the controller's 30s analysis timeout: the rollback did
+	// not queue behind the hung query.
+	a.WaitCanaryWeight(0, 10*time.Second)
+	if proxy.Hung() == 0 {
+		t.Errorf("the hung query ended before the rollback: the test did not test anything")
+	}
+	a.WaitPhase("RolledBack", 10*time.Second)
+}

@@ -1,0 +1,124 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/meshcanary/meshcanary/pkg/metrics"
+	"github.com/meshcanary/meshcanary/pkg/stages"
+)
+
+// analysisJob is one due analysis: a rollout's window [from, at].
+type analysisJob struct {
+	key      string
+	from, at time.Time
+	t        *target
+	st       stages.State
+}
+
+// analysisOutcome is what an analysis found, kept until the rollout's
+// next reconcile takes it.
+type analysisOutcome struct {
+	from, at time.Time
+	analysis stages.Analysis
+	res      *metrics.Result
+	invalid  string
+}
+
+// analysisPool answers due analyses off the reconcile path: a reconcile
+// that finds an analysis due asks for it and goes on deciding without
+// it; a bounded set of workers queries Prometheus, each analysis under a
+// timeout, and the result wakes the rollout through the workqueue. So a
+// reconcile never waits for Prometheus, and a rollback is acted on from
+// its watch event however slow Prometheus is.
+type analysisPool struct {
+	mu       sync.Mutex
+	inflight map[string]bool
+	done     map[string]analysisOutcome
+	jobs     chan analysisJob
+	run      func(context.Context, analysisJob) analysisOutcome
+	wake     func(key string)
+	timeout  time.Duration
+}
+
+func newAnalysisPool(run func(context.Context, analysisJob) analysisOutcome, wake func(string), timeout time.Duration, queue int) *analysisPool {
+	return &analysisPool{
+		inflight: map[string]bool{}, done: map[string]analysisOutcome{},
+		jobs: make(chan analysisJob, queue), run: run, wake: wake, timeout: timeout,
+	}
+}
+
+// start runs n workers until ctx ends.
+func (p *analysisPool) start(ctx context.Context, n int) {
+	for range n {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case job := <-p.jobs:
+					p.finish(job, p.runOne(ctx, job))
+				}
+			}
+		}()
+	}
+}
+
+// runOne runs one job under the timeout; a panic is that job's Outage.
+func (p *analysisPool) runOne(ctx context.Context, job analysisJob) (out analysisOutcome) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			out = analysisOutcome{analysis: stages.Analysis{Verdict: stages.Outage, Message: fmt.Sprintf("analysis failed: %v", r)}}
+		}
+		out.from, out.at = job.from, job.at
+		out.analysis.At = job.at
+	}()
+	return p.run(ctx, job)
+}
+
+func (p *analysisPool) finish(job analysisJob, out analysisOutcome) {
+	p.mu.Lock()
+	delete(p.inflight, job.key)
+	p.done[job.key] = out
+	p.mu.Unlock()
+	p.wake(job.key)
+}
+
+// take returns the finished analysis of key's window starting at from. A
+// result for another window (the stage moved on meanwhile) is dropped.
+func (p *analysisPool) take(key string, from time.Time) (analysisOutcome, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out, ok := p.done[key]
+	if !ok {
+		return out, false
+	}
+	delete(p.done, key)
+	return out, out.from.Equal(from)
+}
+
+// ask queues job unless an analysis of that rollout is already running.
+// A full queue drops it: the rollout asks again at its next wake-up.
+func (p *analysisPool) ask(job analysisJob) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inflight[job.key] {
+		return
+	}
+	select {
+	case p.jobs <- job:
+		p.inflight[job.key] = true
+	default:
+	}
+}
+
+// forget drops what is kept for a rollout no longer managed.
+func (p *analysisPool) forget(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.done, key)
+}
