@@ -1,0 +1,81 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/meshcanary/meshcanary/pkg/stages"
+)
+
+// poolRig is an analysis pool whose analyses report each run and can be
+// held until the test lets them finish.
+type poolRig struct {
+	p     *analysisPool
+	runs  chan analysisJob
+	woken chan string
+	hold  chan struct{}
+}
+
+func newPoolRig(t *testing.T, hold bool) *poolRig {
+	t.Helper()
+	r := &poolRig{runs: make(chan analysisJob, 4), woken: make(chan string, 4)}
+	if hold {
+		r.hold = make(chan struct{})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r.p = newAnalysisPool(func(_ context.Context, j analysisJob) analysisOutcome {
+		r.runs <- j
+		if r.hold != nil {
+			<-r.hold
+		}
+		return analysisOutcome{analysis: stages.Analysis{Verdict: stages.Pass}}
+	}, func(k string) { r.woken <- k }, time.Second, 8)
+	r.p.start(ctx, 2)
+	return r
+}
+
+func TestAnalysisPool(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	job := analysisJob{key: "ns/app", from: t0, at: t0.Add(10 * time.Second)}
+	tests := map[string]struct {
+		hold bool
+		run  func(t *testing.T, r *poolRig)
+	}{
+		"a result is taken once, for the window it was asked for, ending when it was asked for": {run: func(t *testing.T, r *poolRig) {
+			r.p.ask(job)
+			<-r.runs
+			if got := <-r.woken; got != job.key {
+				t.Fatalf("woke %q", got)
+			}
+			out, ok := r.p.take(job.key, job.from)
+			if !ok || out.analysis.Verdict != stages.Pass || !out.analysis.At.Equal(job.at) {
+				t.Fatalf("took %+v, %v", out, ok)
+			}
+			if _, again := r.p.take(job.key, job.from); again {
+				t.Fatal("a result was taken twice")
+			}
+		}},
+		"a result for a window that moved on is dropped": {run: func(t *testing.T, r *poolRig) {
+			r.p.ask(job)
+			<-r.woken
+			if _, ok := r.p.take(job.key, job.from.Add(time.Second)); ok {
+				t.Fatal("a stale result was used")
+			}
+		}},
+		"a rollout with an analysis in flight is not asked twice": {hold: true, run: func(t *testing.T, r *poolRig) {
+			r.p.ask(job)
+			<-r.runs
+			r.p.ask(job)
+			close(r.hold)
+			<-r.woken
+			if n := len(r.runs); n != 0 {
+				t.Fatalf("%d more runs of an analysis already in flight", n)
+			}
+		}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) { tc.run(t, newPoolRig(t, tc.hold)) })
+	}
+}
