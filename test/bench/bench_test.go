@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/controller"
 	"github.com/meshcanary/meshcanary/pkg/virtualservice"
@@ -240,4 +242,51 @@ func BenchmarkPromotionFailedRequests(b *testing.B) {
 		b.Logf("full promotion in %s: %d requests, %d failed (%d no healthy upstream)",
 			time.Since(start).Round(time.Second), after.Sent-before.Sent, after.Failed-before.Failed, after.UH-before.UH)
 	}
+}
+
+// waitingPolicy keeps the first stage waiting for evidence forever: one
+// request a second, a tenth of it to the canary, against minRequests 500.
+const waitingPolicy = `
+policies:
+- name: default
+  interval: 2s
+  minRequests: 500
+  stages:
+  - {weight: 10, duration: 2s}
+  - {weight: 100, duration: 2s}
+`
+
+// BenchmarkReconcilesWhileWaitingForEvidence counts the reconciles of one
+// rollout whose stage is past its duration and waits for evidence at low
+// traffic, over BENCH_WAIT (default 60s) with a 2s interval, and reports
+// them per interval: a busy loop would show thousands per second.
+func BenchmarkReconcilesWhileWaitingForEvidence(b *testing.B) {
+	wait := time.Minute
+	if v, err := time.ParseDuration(os.Getenv("BENCH_WAIT")); err == nil && v > 0 {
+		wait = v
+	}
+	for i := 0; i < b.N; i++ {
+		a := suite.NewApp(b, fmt.Sprintf("waiting-%d", i), 2, nil)
+		a.Mesh(1)
+		rc := a.RunController(harness.ParsePolicies(b, waitingPolicy), suite.Env().PrometheusURL)
+		a.Release("payment:v2", nil)
+		a.WaitCanaryWeight(10, time.Minute)
+		before, start := reconciles(b, rc), time.Now()
+		a.WaitFor("the measured wait", wait+10*time.Second, func() (bool, string) { return time.Since(start) >= wait, "" })
+		n := reconciles(b, rc) - before
+		if a.Phase() != "Progressing" || a.View().State.Stage != 0 {
+			b.Fatalf("the stage did not keep waiting: phase %s", a.Phase())
+		}
+		perInterval := float64(n) / (time.Since(start).Seconds() / 2)
+		b.ReportMetric(float64(n), "reconciles")
+		b.ReportMetric(perInterval, "reconciles/interval")
+		b.Logf("%d reconciles in %s waiting for evidence (interval 2s): %.1f per interval, %.0f per hour at a 10s interval", n, time.Since(start).Round(time.Second), perInterval, perInterval*360)
+	}
+}
+
+func reconciles(tb testing.TB, rc *harness.Controller) uint64 {
+	tb.Helper()
+	m := &dto.Metric{}
+	harness.Must(tb, rc.Metrics.ReconcileDuration.Write(m))
+	return m.GetHistogram().GetSampleCount()
 }

@@ -460,6 +460,8 @@ type Controller struct {
 	done  chan struct{}
 	store *policy.Store
 	Ctrl  *controller.Controller
+	// Metrics are the controller's own metrics, for benchmarks that count.
+	Metrics *controller.Metrics
 }
 
 func (a *App) RunController(policies *policy.File, promURL string) *Controller {
@@ -486,6 +488,7 @@ func (a *App) RunControllerWithStore(store *policy.Store, promURL string) *Contr
 		}
 	}})
 	go runner.Run(ctx)
+	cm := controller.NewMetrics(prometheus.NewRegistry())
 	c, err := controller.New(controller.Config{
 		Gates:            runner,
 		Notifier:         a.notifier,
@@ -499,7 +502,7 @@ func (a *App) RunControllerWithStore(store *policy.Store, promURL string) *Contr
 		Analyzer:         metrics.NewAnalyzer(promv1.NewAPI(pc)),
 		Recorder:         broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "meshcanary"}),
 		Clock:            clock.RealClock{},
-		Metrics:          controller.NewMetrics(prometheus.NewRegistry()),
+		Metrics:          cm,
 		Log:              log,
 		ProgressDeadline: time.Minute,
 	})
@@ -507,7 +510,7 @@ func (a *App) RunControllerWithStore(store *policy.Store, promURL string) *Contr
 	ctrl.Store(c)
 	factory.Start(ctx.Done())
 	dynFactory.Start(ctx.Done())
-	rc := &Controller{stop: cancel, done: make(chan struct{}), store: store, Ctrl: c}
+	rc := &Controller{stop: cancel, done: make(chan struct{}), store: store, Ctrl: c, Metrics: cm}
 	go func() {
 		defer close(rc.done)
 		_ = c.Run(ctx)
