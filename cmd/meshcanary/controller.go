@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -239,6 +240,9 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating dynamic client: %w", err)
+	}
+	if err := checkReleaseCRD(ctx, dyn, o.Namespace); err != nil {
+		return err
 	}
 	eventsKube, err := kubernetes.NewForConfig(eventsCfg)
 	if err != nil {
@@ -527,4 +531,17 @@ func warnUnknownChannels(store *policy.Store, channels []string, log zerolog.Log
 			log.Warn().Str("policy", name).Strs("channels", channels).Msg(errs.ToAggregate().Error())
 		}
 	}
+}
+
+// checkReleaseCRD fails start-up with the fix when the CanaryRelease CRD is
+// missing: helm upgrade does not install a chart's crds/, and without it
+// the informers would wait for their caches forever, saying nothing.
+func checkReleaseCRD(ctx context.Context, dyn dynamic.Interface, namespace string) error {
+	_, err := dyn.Resource(v1alpha1.GVR()).Namespace(namespace).List(ctx, metav1.ListOptions{Limit: 1})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("the CanaryRelease CRD (%s.%s) is not installed: kubectl apply -f charts/meshcanary/crds/ (helm upgrade does not install CRDs): %w", v1alpha1.CanaryReleaseResource, v1alpha1.GroupName, err)
+	}
+	// Any other error (RBAC, a slow API server) is left to the informers,
+	// which retry and log.
+	return nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,8 +12,14 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/meshcanary/meshcanary/pkg/apis/meshcanary/v1alpha1"
 	"github.com/meshcanary/meshcanary/pkg/policy"
 )
 
@@ -143,4 +151,28 @@ func TestProfilesAreServedOnlyOnTheirOwnMux(t *testing.T) {
 			t.Errorf("--pprof-bind-address default %v, want empty", f)
 		}
 	})
+}
+
+func TestStartUpSaysHowToInstallAMissingCanaryReleaseCRD(t *testing.T) {
+	gvr := v1alpha1.GVR()
+	tests := map[string]struct {
+		listErr error
+		wantErr string
+	}{
+		"a served CRD starts":                    {},
+		"a missing CRD names the fix":            {listErr: apierrors.NewNotFound(gvr.GroupResource(), ""), wantErr: "kubectl apply -f charts/meshcanary/crds/"},
+		"other errors are left to the informers": {listErr: apierrors.NewForbidden(gvr.GroupResource(), "", errors.New("rbac"))},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "CanaryReleaseList"})
+			dyn.PrependReactor("list", "canaryreleases", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return tc.listErr != nil, nil, tc.listErr
+			})
+			err := checkReleaseCRD(context.Background(), dyn, "")
+			if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
 }
