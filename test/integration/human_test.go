@@ -221,3 +221,35 @@ func TestARollbackNeverWaitsForAHangingPrometheus(t *testing.T) {
 	}
 	a.WaitPhase("RolledBack", 10*time.Second)
 }
+
+func TestAChangeOfStableDuringPromotionStopsIt(t *testing.T) {
+	t.Parallel()
+	a := suite.NewApp(t, "promo-stop", 2, nil)
+	releaseToFirstStage(t, a, "payment:v2")
+	// A paused rollout keeps stable from finishing the promotion, so the
+	// release stays in Promoting for as long as the test needs.
+	a.Kubectl("rollout", "pause", "deployment/promo-stop")
+	a.Kubectl("annotate", "deployment/promo-stop", annotations.Promote+"=true", "--overwrite")
+	a.WaitFor("stable seen carrying the release", 30*time.Second, func() (bool, string) {
+		st := a.View().State
+		return st.Phase == stages.Promoting && st.StableUpdated, string(st.Phase)
+	})
+	a.Kubectl("set", "image", "deployment/promo-stop", "app=payment:v1")
+	a.WaitPhase("RolledBack", 30*time.Second)
+	a.Kubectl("rollout", "resume", "deployment/promo-stop")
+	checkEnded(t, a, stages.ResultAborted, stages.DecidedByStableChanged)
+	if img := a.StableDep().Spec.Template.Spec.Containers[0].Image; img != "payment:v1" {
+		t.Errorf("stable runs %s: the person's change was written back", img)
+	}
+}
+
+func TestAnEnabledValueOtherThanTrueOrFalseIsReportedNotIgnored(t *testing.T) {
+	t.Parallel()
+	a := suite.NewAppWith(t, "enabled-yes", 2, harness.AppOptions{NotOptedIn: true, Annotations: map[string]string{annotations.Enabled: "yes"}})
+	a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
+	a.WaitPhase("Invalid", 30*time.Second)
+	a.WaitEvent(stages.ReasonInvalidConfiguration, annotations.Enabled, 10*time.Second)
+	if _, c := a.Weights(); c != 0 {
+		t.Errorf("canary weight %d", c)
+	}
+}
