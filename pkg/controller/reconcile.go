@@ -300,6 +300,13 @@ func (c *Controller) act(ctx context.Context, t *target, rec saved, obs stages.O
 		}
 		log.Info().Str("revision", dec.State.Revision).Msg("stable updated to the canary's template")
 	}
+	if dec.RestoreStable {
+		if err := c.restoreStable(ctx, t); err != nil {
+			c.cfg.Metrics.APIErrors.WithLabelValues("restore").Inc()
+			return err
+		}
+		log.Info().Str("revision", dec.State.StableRevision).Msg("stable's template put back after a rollback during promotion")
+	}
 	if err := c.mirror(ctx, t, obs, dec); err != nil {
 		// A conflict is the optimistic lock doing its job (a command came
 		// in between); the retry decides again, so it is not an API error

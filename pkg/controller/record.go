@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -158,6 +159,13 @@ func (c *Controller) nextStatus(t *target, rec saved, dec stages.Decision, ended
 			return next, err
 		}
 	}
+	if s.Phase == stages.Promoting && rec.state.Phase != stages.Promoting {
+		// Recorded before stable is changed, so a rollback during the
+		// promotion can put stable back.
+		if next.PreviousStable, err = release.EncodeJSON(t.stable.Spec.Template); err != nil {
+			return next, err
+		}
+	}
 	next.ObservedGeneration = t.cr.Generation
 	next.Phase, next.Revision = string(s.Phase), s.Revision
 	next.Stage, next.Stages = int32(max(s.Stage, 0)), int32(len(plan.Steps))
@@ -257,5 +265,30 @@ func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
 			return &conds[i]
 		}
 	}
+	return nil
+}
+
+// restoreStable puts back stable's pod template as recorded before the
+// promotion that a rollback stopped. The write is conditional on the
+// version read; a conflict is retried by the next reconcile, which asks
+// for the restore again until stable is seen back.
+func (c *Controller) restoreStable(ctx context.Context, t *target) error {
+	if t.cr.Status.PreviousStable == nil {
+		msg := "rolled back during promotion, but stable's previous template was not recorded (a release adopted from an older version): put it back with kubectl rollout undo"
+		c.cfg.Recorder.Event(t.stable, corev1.EventTypeWarning, stages.ReasonRolledBack, msg)
+		return nil
+	}
+	var tmpl corev1.PodTemplateSpec
+	if err := release.DecodeJSON(t.cr.Status.PreviousStable, &tmpl); err != nil {
+		return fmt.Errorf("reading stable's recorded template: %w", err)
+	}
+	stable := t.stable.DeepCopy()
+	stable.Spec.Template = tmpl
+	out, err := c.cfg.Kube.AppsV1().Deployments(stable.Namespace).Update(ctx, stable, metav1.UpdateOptions{FieldManager: "meshcanary"})
+	if err != nil {
+		return fmt.Errorf("putting back stable %s/%s's template: %w", stable.Namespace, stable.Name, err)
+	}
+	c.deploys.Mutation(out)
+	t.stable = out
 	return nil
 }

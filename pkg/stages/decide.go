@@ -538,6 +538,12 @@ func (x *decider) promoting() {
 
 func (x *decider) rollback(result Result, decidedBy, msg string) {
 	s := x.s()
+	if s.Phase == Promoting && decidedBy != DecidedByStableChanged && x.obs.Stable.Revision == s.Revision && s.StableRevision != s.Revision {
+		// Stable already carries the rejected release: it goes back to
+		// the template it had, or it would keep rolling out the release.
+		s.RestoreStable = true
+		msg += fmt.Sprintf("; stable's template is being put back to revision %s", s.StableRevision)
+	}
 	x.setWeight(0)
 	s.Phase, s.Result, s.Finished, s.Message = RolledBack, result, x.now, msg
 	s.DecidedBy = decidedBy
@@ -558,6 +564,7 @@ func (x *decider) rollback(result Result, decidedBy, msg string) {
 // are already terminating.
 func (x *decider) settle() {
 	s := x.s()
+	x.restoreStable()
 	if s.Phase == Idle && x.obs.Weight != 0 && x.obs.Canary.Available == 0 {
 		// No release, and the route sends traffic to pods that do not
 		// exist: every such request fails, so stable takes it back.

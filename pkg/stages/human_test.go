@@ -43,11 +43,11 @@ func (w *world) applyFailing(dec Decision, f failAt) {
 	case failPersist:
 		return
 	case failWeight:
-		dec.SetWeight, dec.ScaleCanary, dec.Promote = nil, nil, false
+		dec.SetWeight, dec.ScaleCanary, dec.Promote, dec.RestoreStable = nil, nil, false, false
 	case failScale:
-		dec.ScaleCanary, dec.Promote = nil, false
+		dec.ScaleCanary, dec.Promote, dec.RestoreStable = nil, false, false
 	case failPromote:
-		dec.Promote = false
+		dec.Promote, dec.RestoreStable = false, false
 	}
 	w.apply(dec)
 }
@@ -212,6 +212,26 @@ func TestHumanActionsAndLostState(t *testing.T) {
 			dec := w.tick(time.Second, "")
 			if dec.Promote || w.st.Phase != RolledBack || w.st.DecidedBy != DecidedByStableChanged || w.obs.Weight != 0 {
 				t.Fatalf("decision %+v state %+v", dec, w.st)
+			}
+		},
+		"a rollback during promotion puts stable's template back, retried until it lands": func(t *testing.T) {
+			w := newWorld(t)
+			w.atStage(10)
+			w.obs.Commands.Promote = true
+			w.tick(time.Second, "") // Promoting; stable gets v2
+			w.obs.Stable.Settled = false
+			w.tick(time.Second, "")
+			w.obs.Commands.Rollback = "v2 is broken after all"
+			dec := w.tickFailing(time.Second, "", failPromote) // the restore write fails
+			if !dec.RestoreStable || w.st.Phase != RolledBack || w.obs.Weight != 0 || w.obs.Stable.Revision != "v2" {
+				t.Fatalf("decision %+v, stable %s", dec, w.obs.Stable.Revision)
+			}
+			if dec = w.tick(time.Second, ""); !dec.RestoreStable || w.obs.Stable.Revision != "v1" {
+				t.Fatalf("restore not retried: %+v, stable %s", dec, w.obs.Stable.Revision)
+			}
+			w.tick(time.Second, "")
+			if w.st.RestoreStable || w.hasEvent(ReasonStableChanged) || w.st.StableRevision != "v1" {
+				t.Fatalf("state %+v", w.st)
 			}
 		},
 		"a person writing all traffic to stable is a manual rollback; any other weight is restored": func(t *testing.T) {

@@ -227,7 +227,7 @@ func (x *decider) rollbackWhileInvalid() {
 // ReplicaSet's old annotations) is dropped unread.
 func (x *decider) stableMovedBetweenReleases() {
 	s, rev := x.s(), x.obs.Stable.Revision
-	if rev == "" || rev == s.StableRevision {
+	if rev == "" || rev == s.StableRevision || (s.RestoreStable && rev == s.Revision) {
 		return
 	}
 	if s.StableRevision == "" {
@@ -332,5 +332,20 @@ func (x *decider) noteConsumed(seen Commands) {
 			}
 			s.Unremoved[k] = v
 		}
+	}
+}
+
+// restoreStable asks for stable's pre-promotion template until stable is
+// seen back on it. Someone else changing stable meanwhile wins.
+func (x *decider) restoreStable() {
+	s := x.s()
+	if !s.RestoreStable {
+		return
+	}
+	switch x.obs.Stable.Revision {
+	case s.Revision:
+		x.d.RestoreStable = true
+	default:
+		s.RestoreStable = false
 	}
 }

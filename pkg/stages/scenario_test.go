@@ -104,7 +104,10 @@ func (w *world) apply(dec Decision) {
 			w.obs.Canary.Settled = false
 		}
 	}
-	if dec.Promote {
+	if dec.RestoreStable {
+		w.obs.Stable.Revision = dec.State.StableRevision
+		w.obs.Stable.Settled = false
+	} else if dec.Promote {
 		w.obs.Stable.Revision = w.obs.Canary.Revision
 		w.obs.Stable.Settled = false
 	} else if w.obs.Stable.Revision == w.st.Revision {

@@ -306,6 +306,10 @@ type State struct {
 	// last write; until it is seen, the same command is not a new one.
 	// It outlives a release: a stale rollback must not end the next one.
 	Unremoved map[string]string `json:"unremoved,omitempty"`
+	// RestoreStable is true from a rollback during promotion, after stable
+	// was given the release's template, until stable is seen back on
+	// StableRevision (or changed by someone else).
+	RestoreStable bool `json:"restoreStable,omitempty"`
 	// NotRelease is a canary revision that must not be released on its
 	// own: the one in the canary when a person changed stable's template
 	// between releases. Changing the canary's template again releases it.
@@ -391,6 +395,9 @@ type Decision struct {
 	// Reverted, when not empty, is the revision a person put stable on
 	// between releases; the caller records it in the release history.
 	Reverted string
+	// RestoreStable asks to put back stable's pod template as it was
+	// before the promotion (a rollback during promotion).
+	RestoreStable bool
 }
 
 // Consumed names the command annotations a Decision acted on.

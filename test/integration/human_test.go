@@ -253,3 +253,26 @@ func TestAnEnabledValueOtherThanTrueOrFalseIsReportedNotIgnored(t *testing.T) {
 		t.Errorf("canary weight %d", c)
 	}
 }
+
+func TestARollbackDuringPromotionPutsStableBack(t *testing.T) {
+	t.Parallel()
+	a := suite.NewApp(t, "promo-rollback", 2, nil)
+	releaseToFirstStage(t, a, "payment:v2")
+	a.Kubectl("rollout", "pause", "deployment/promo-rollback")
+	a.Kubectl("annotate", "deployment/promo-rollback", annotations.Promote+"=true", "--overwrite")
+	a.WaitFor("stable given the release's template", 30*time.Second, func() (bool, string) {
+		st := a.View().State
+		return st.Phase == stages.Promoting && st.StableUpdated, string(st.Phase)
+	})
+	a.Kubectl("annotate", "deployment/promo-rollback", annotations.Rollback+"=v2 breaks checkout", "--overwrite")
+	a.WaitPhase("RolledBack", 30*time.Second)
+	a.WaitFor("stable's template put back", 30*time.Second, func() (bool, string) {
+		img := a.StableDep().Spec.Template.Spec.Containers[0].Image
+		return img == "payment:v1", img
+	})
+	a.Kubectl("rollout", "resume", "deployment/promo-rollback")
+	checkEnded(t, a, stages.ResultManualRollback, stages.DecidedByAnnotation)
+	if st := a.View().State; st.RestoreStable {
+		t.Errorf("the restore is still pending: %+v", st)
+	}
+}

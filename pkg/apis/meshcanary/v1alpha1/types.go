@@ -120,6 +120,14 @@ type CanaryReleaseStatus struct {
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
 	LastAnalysis *apiextensionsv1.JSON `json:"lastAnalysis,omitempty"`
+	// PreviousStable is the stable Deployment's pod template as it was
+	// before the current or last promotion, recorded before stable is
+	// changed, so a rollback during promotion can put it back.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	PreviousStable *apiextensionsv1.JSON `json:"previousStable,omitempty"`
 
 	// History lists the finished releases, oldest first.
 	// +optional

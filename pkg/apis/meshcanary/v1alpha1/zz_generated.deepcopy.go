@@ -102,6 +102,11 @@ func (in *CanaryReleaseStatus) DeepCopyInto(out *CanaryReleaseStatus) {
 		*out = new(v1.JSON)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.PreviousStable != nil {
+		in, out := &in.PreviousStable, &out.PreviousStable
+		*out = new(v1.JSON)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.History != nil {
 		in, out := &in.History, &out.History
 		*out = make([]ReleaseRecord, len(*in))
