@@ -222,18 +222,25 @@ func TestARollbackNeverWaitsForAHangingPrometheus(t *testing.T) {
 	a.WaitPhase("RolledBack", 10*time.Second)
 }
 
-func TestAChangeOfStableDuringPromotionStopsIt(t *testing.T) {
-	t.Parallel()
-	a := suite.NewApp(t, "promo-stop", 2, nil)
+// promoteWithStablePaused releases v2 to its first stage, pauses stable's
+// rollout and promotes: the controller gives stable the release's template,
+// which the paused rollout never finishes, so the release stays in
+// Promoting for as long as the test needs.
+func promoteWithStablePaused(t *testing.T, a *harness.App) {
+	t.Helper()
 	releaseToFirstStage(t, a, "payment:v2")
-	// A paused rollout keeps stable from finishing the promotion, so the
-	// release stays in Promoting for as long as the test needs.
-	a.Kubectl("rollout", "pause", "deployment/promo-stop")
-	a.Kubectl("annotate", "deployment/promo-stop", annotations.Promote+"=true", "--overwrite")
-	a.WaitFor("stable seen carrying the release", 30*time.Second, func() (bool, string) {
+	a.Kubectl("rollout", "pause", "deployment/"+a.Name())
+	a.Kubectl("annotate", "deployment/"+a.Name(), annotations.Promote+"=true", "--overwrite")
+	a.WaitFor("stable given the release's template", 30*time.Second, func() (bool, string) {
 		st := a.View().State
 		return st.Phase == stages.Promoting && st.StableUpdated, string(st.Phase)
 	})
+}
+
+func TestAChangeOfStableDuringPromotionStopsIt(t *testing.T) {
+	t.Parallel()
+	a := suite.NewApp(t, "promo-stop", 2, nil)
+	promoteWithStablePaused(t, a)
 	a.Kubectl("set", "image", "deployment/promo-stop", "app=payment:v1")
 	a.WaitPhase("RolledBack", 30*time.Second)
 	a.Kubectl("rollout", "resume", "deployment/promo-stop")
@@ -257,13 +264,7 @@ func TestAnEnabledValueOtherThanTrueOrFalseIsReportedNotIgnored(t *testing.T) {
 func TestARollbackDuringPromotionPutsStableBack(t *testing.T) {
 	t.Parallel()
 	a := suite.NewApp(t, "promo-rollback", 2, nil)
-	releaseToFirstStage(t, a, "payment:v2")
-	a.Kubectl("rollout", "pause", "deployment/promo-rollback")
-	a.Kubectl("annotate", "deployment/promo-rollback", annotations.Promote+"=true", "--overwrite")
-	a.WaitFor("stable given the release's template", 30*time.Second, func() (bool, string) {
-		st := a.View().State
-		return st.Phase == stages.Promoting && st.StableUpdated, string(st.Phase)
-	})
+	promoteWithStablePaused(t, a)
 	a.Kubectl("annotate", "deployment/promo-rollback", annotations.Rollback+"=v2 breaks checkout", "--overwrite")
 	a.WaitPhase("RolledBack", 30*time.Second)
 	a.WaitFor("stable's template put back", 30*time.Second, func() (bool, string) {
