@@ -18,8 +18,8 @@ type analysisJob struct {
 	st       stages.State
 }
 
-// analysisOutcome is what an analysis found, kept until the rollout's
-// next reconcile takes it.
+// analysisOutcome is what an analysis found over [from, at], kept until
+// the rollout's next reconcile takes it.
 type analysisOutcome struct {
 	from, at time.Time
 	analysis stages.Analysis
@@ -72,10 +72,9 @@ func (p *analysisPool) runOne(ctx context.Context, job analysisJob) (out analysi
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
-			out = analysisOutcome{analysis: stages.Analysis{Verdict: stages.Outage, Message: fmt.Sprintf("analysis failed: %v", r)}}
+			out = analysisOutcome{from: job.from, at: job.at,
+				analysis: stages.Analysis{Verdict: stages.Outage, Message: fmt.Sprintf("analysis failed: %v", r), At: job.at}}
 		}
-		out.from, out.at = job.from, job.at
-		out.analysis.At = job.at
 	}()
 	return p.run(ctx, job)
 }

@@ -30,7 +30,7 @@ func newPoolRig(t *testing.T, hold bool) *poolRig {
 		if r.hold != nil {
 			<-r.hold
 		}
-		return analysisOutcome{analysis: stages.Analysis{Verdict: stages.Pass}}
+		return analysisOutcome{from: j.from, at: j.at, analysis: stages.Analysis{Verdict: stages.Pass, At: j.at}}
 	}, func(k string) { r.woken <- k }, time.Second, 8)
 	r.p.start(ctx, 2)
 	return r

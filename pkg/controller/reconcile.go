@@ -131,7 +131,7 @@ func (c *Controller) managed(d *appsv1.Deployment) bool {
 		return false
 	}
 	var st stages.State
-	return release.DecodeJSON(cr.Status.State, &st) == nil && (st.Phase.Active() || st.Interrupted.Active())
+	return release.DecodeJSON(cr.Status.State, &st) == nil && stages.InFlight(st)
 }
 
 // gather reads everything the decision needs: the configuration and its
@@ -190,9 +190,7 @@ func (c *Controller) gather(ctx context.Context, d *appsv1.Deployment, rec saved
 // Run, as in unit tests) it analyses inline.
 func (c *Controller) analysisFor(ctx context.Context, job analysisJob) (analysisOutcome, bool) {
 	if c.pool == nil {
-		out := c.runAnalysis(ctx, job)
-		out.from, out.at = job.from, job.at
-		return out, true
+		return c.runAnalysis(ctx, job), true
 	}
 	if out, ok := c.pool.take(job.key, job.from); ok {
 		return out, true
@@ -201,10 +199,12 @@ func (c *Controller) analysisFor(ctx context.Context, job analysisJob) (analysis
 	return analysisOutcome{}, false
 }
 
-// runAnalysis is the pool's work: one verdict from Prometheus.
+// runAnalysis is the pool's work: one verdict from Prometheus over the
+// job's window, which the outcome carries.
 func (c *Controller) runAnalysis(ctx context.Context, job analysisJob) analysisOutcome {
 	a, res, invalid := c.analyse(ctx, job.t, job.st, job.at.Sub(job.from), job.at)
-	return analysisOutcome{analysis: a, res: res, invalid: invalid}
+	a.At = job.at
+	return analysisOutcome{from: job.from, at: job.at, analysis: a, res: res, invalid: invalid}
 }
 
 // analyse asks Prometheus for one verdict over the window. A canary that
@@ -459,7 +459,7 @@ func (c *Controller) mirror(ctx context.Context, t *target, obs stages.Observati
 	set(annotations.Weight, strconv.Itoa(dec.State.Weight))
 	set(annotations.Stage, stages.StageLabel(dec.State, obs.Plan))
 	set(annotations.Revision, dec.State.Revision)
-	set(annotations.Message, stages.Bound(dec.State.Message, stages.MaxMessage))
+	set(annotations.Message, dec.State.Message) // bounded by the core
 	// State that older versions kept here now lives in the CanaryRelease;
 	// left here it would be copied onto ReplicaSets and restored by undo.
 	for _, k := range []string{annotations.State, annotations.Analysis, annotations.History} {

@@ -189,7 +189,7 @@ func (c *Controller) history(t *target, h []status.Release, dec stages.Decision,
 		rel := status.Release{
 			Revision: s.Revision, Started: s.Started, Finished: s.Finished,
 			StagesReached: stages.StageLabel(s, t.plan), Result: string(s.Result),
-			Reason: stages.Bound(s.Message, stages.MaxMessage), DecidedBy: s.DecidedBy,
+			Reason: s.Message, DecidedBy: s.DecidedBy,
 		}
 		if t.canary != nil {
 			rel.Images = status.Images(t.canary)

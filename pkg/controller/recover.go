@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/meshcanary/meshcanary/pkg/annotations"
 	"github.com/meshcanary/meshcanary/pkg/stages"
-	"github.com/meshcanary/meshcanary/pkg/virtualservice"
 )
 
 // errPanicked sends a key whose reconcile panicked back to the queue with
@@ -66,31 +64,4 @@ func (c *Controller) showPanic(ctx context.Context, key, msg string) {
 		return
 	}
 	c.deploys.Mutation(out)
-}
-
-// resolveRoute finds the managed route of a rollout whose configuration is
-// invalid elsewhere (a bad stage duration, an unknown policy), from the
-// annotations that name it alone: a person's rollback must still reach the
-// route while they fix the rest.
-func (c *Controller) resolveRoute(d *appsv1.Deployment, t *target) {
-	only := map[string]string{}
-	for _, k := range []string{annotations.VirtualService, annotations.Route, annotations.Subsets} {
-		if v, ok := d.Annotations[k]; ok {
-			only[k] = v
-		}
-	}
-	spec, err := annotations.Parse(d.Name, only)
-	if err != nil {
-		return
-	}
-	vs, err := c.getVirtualService(d.Namespace, spec.VirtualService)
-	if err != nil || vs == nil {
-		return
-	}
-	tgt := virtualservice.Target{Route: spec.Route, StableSubset: spec.StableSubset, CanarySubset: spec.CanarySubset, Namespace: d.Namespace}
-	m, err := virtualservice.Find(vs.Object, tgt)
-	if err != nil {
-		return
-	}
-	t.vs, t.vsTgt, t.weight, t.routeOK = vs, tgt, m.CanaryWeight, true
 }

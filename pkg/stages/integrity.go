@@ -31,13 +31,15 @@ func Bound(s string, n int) string {
 // use it wherever they show or analyse a stage, so the core and its
 // caller never disagree on which stage is which.
 func EffectivePlan(st State, configured Plan) Plan {
-	if inFlight(st) && len(st.Steps) > 0 {
+	if InFlight(st) && len(st.Steps) > 0 {
 		configured.Steps = st.Steps
 	}
 	return configured
 }
 
-func inFlight(st State) bool {
+// InFlight reports whether st is a release in flight, including one that
+// an invalid configuration interrupted.
+func InFlight(st State) bool {
 	return st.Phase.Active() || (st.Phase == Invalid && st.Interrupted.Active())
 }
 
@@ -63,7 +65,7 @@ func stateProblem(st State) string {
 		return fmt.Sprintf("weight %d is outside 0–100", st.Weight)
 	case st.Failures < 0 || st.Outages < 0 || st.Passes < 0 || st.PausedFor < 0:
 		return "negative counters"
-	case inFlight(st) && st.Revision == "":
+	case InFlight(st) && st.Revision == "":
 		return "a release in flight without a revision"
 	}
 	for i, s := range st.Steps {
@@ -98,7 +100,7 @@ func (x *decider) recoverState() {
 func (x *decider) pinPlan() {
 	s := x.s()
 	x.configured = x.obs.Plan.Steps
-	if !inFlight(*s) {
+	if !InFlight(*s) {
 		return
 	}
 	if len(s.Steps) == 0 {
@@ -205,7 +207,7 @@ func stageEnd(st State, step Step) time.Time {
 // before they can take traffic off a canary. Nothing else is acted on.
 func (x *decider) rollbackWhileInvalid() {
 	s := x.s()
-	if x.obs.Commands.Rollback == "" || !inFlight(*s) || !x.obs.RouteResolved {
+	if x.obs.Commands.Rollback == "" || !InFlight(*s) || !x.obs.RouteResolved {
 		return
 	}
 	if s.Phase == Invalid {
