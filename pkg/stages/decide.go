@@ -25,11 +25,13 @@ func Decide(obs Observation, st State, now time.Time) Decision {
 }
 
 // AnalysisDue reports whether the caller should gather an analysis before
-// calling Decide, and over which window: from the later of the stage start
-// and the last analysed instant until now. Windows therefore never reach
-// back before the moment the current revision got its current weight, so
-// an earlier release's or stage's traffic never counts for this one, and
-// consecutive windows neither overlap nor leave gaps, even after a restart.
+// calling Decide, and over which window: one interval after the last
+// analysed instant, from where the stage's evidence begins until now.
+// The evidence begins when the stage's weight was written, or at the end
+// of the last failed verdict, so each verdict judges all of the stage's
+// traffic that no failure has used yet, never an earlier release's or
+// stage's. The confidence sequences the checks use make that cumulative
+// look, repeated every interval, as sound as a single one.
 func AnalysisDue(st State, plan Plan, now time.Time) (bool, time.Duration) {
 	if st.Phase != Progressing && st.Phase != Paused {
 		return false, 0
@@ -37,22 +39,30 @@ func AnalysisDue(st State, plan Plan, now time.Time) (bool, time.Duration) {
 	if st.StageStart.IsZero() || stateProblem(st) != "" {
 		return false, 0
 	}
-	from := st.StageStart
-	if st.LastAnalysis.After(from) {
-		from = st.LastAnalysis
+	last := st.StageStart
+	if st.LastAnalysis.After(last) {
+		last = st.LastAnalysis
 	}
-	due := from.Add(plan.Interval)
+	due := last.Add(plan.Interval)
 	// The stage's last window ends with the stage, so the stage's traffic
 	// up to its end is judged before it advances.
 	if st.Phase == Progressing && st.Stage < len(plan.Steps) {
-		if end := stageEnd(st, plan.Steps[st.Stage]); end.After(from) && end.Before(due) {
+		if end := stageEnd(st, plan.Steps[st.Stage]); end.After(last) && end.Before(due) {
 			due = end
 		}
 	}
 	if now.Before(due) {
 		return false, 0
 	}
-	return true, now.Sub(from)
+	return true, now.Sub(EvidenceFrom(st))
+}
+
+// EvidenceFrom is where the current stage's evidence begins.
+func EvidenceFrom(st State) time.Time {
+	if st.EvidenceStart.After(st.StageStart) {
+		return st.EvidenceStart
+	}
+	return st.StageStart
 }
 
 // StageElapsed is how long the current stage has run, pauses not counted.
@@ -324,13 +334,13 @@ func (x *decider) progress() {
 		return
 	}
 	elapsed := StageElapsed(*s, x.now)
-	if plan.StuckAfter > 0 && !s.StuckReported && elapsed >= step.Duration+plan.StuckAfter {
+	if plan.StuckAfter > 0 && !s.StuckReported && !s.LowTraffic && elapsed >= step.Duration+plan.StuckAfter {
 		s.StuckReported = true
 		x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolloutStuck, Page: true,
 			Message: fmt.Sprintf("stage %s has not completed %s after its %s duration: %s", StageLabel(*s, plan), plan.StuckAfter, step.Duration, s.Message)})
 	}
 	judged := !s.LastAnalysis.Before(stageEnd(*s, step))
-	if s.Phase == Progressing && elapsed >= step.Duration && judged && s.Passes > 0 && s.Failures == 0 && s.Outages == 0 {
+	if s.Phase == Progressing && elapsed >= step.Duration && judged && s.LastVerdict == Pass && s.Failures == 0 && s.Outages == 0 {
 		if ok, next, why := x.allowed(); !ok {
 			x.hold(why, next)
 			return
@@ -351,6 +361,7 @@ func (x *decider) progress() {
 		s.Stage++
 		s.StageStart, s.ScaleStart, s.PausedFor = time.Time{}, time.Time{}, 0
 		s.Passes, s.LastAnalysis, s.LastVerdict, s.StuckReported = 0, time.Time{}, "", false
+		s.EvidenceStart, s.LowTraffic = time.Time{}, false
 		x.progress()
 		return
 	}
@@ -425,6 +436,7 @@ func (x *decider) startStage(step Step, want int32) {
 	s.StageStart, s.Failures, s.Outages, s.Passes = x.now, 0, 0, 0
 	s.StageDuration = step.Duration
 	s.LastAnalysis, s.LastVerdict, s.PausedFor = time.Time{}, "", 0
+	s.EvidenceStart, s.LowTraffic = time.Time{}, false
 	s.Message = fmt.Sprintf("stage %s: canary weight %d%% with %d replicas for %s", StageLabel(*s, plan), step.Weight, want, step.Duration)
 	x.event(false, ReasonStageStarted, "%s", s.Message)
 	x.requeueAt(x.now.Add(plan.Interval))
@@ -434,7 +446,7 @@ func (x *decider) startStage(step Step, want int32) {
 // analysis folds one verdict into the state; it reports whether the rollout
 // was rolled back.
 func (x *decider) analysis(a Analysis) bool {
-	s, plan := x.s(), x.obs.Plan
+	s := x.s()
 	windowStart := s.StageStart
 	if s.LastAnalysis.After(windowStart) {
 		windowStart = s.LastAnalysis
@@ -445,10 +457,22 @@ func (x *decider) analysis(a Analysis) bool {
 		// analysis was asked for, and the next one starts there.
 		s.LastAnalysis = a.At
 	}
-	prefix := fmt.Sprintf("stage %s (%d%%): ", StageLabel(*s, plan), s.Weight)
+	s.LowTraffic = a.LowTraffic && a.Verdict == Inconclusive
+	x.warnLowTraffic(a)
+	prefix := fmt.Sprintf("stage %s (%d%%): ", StageLabel(*s, x.obs.Plan), s.Weight)
 	prev := s.LastVerdict
 	s.LastVerdict = a.Verdict
 	s.Message = prefix + a.Message
+	if x.verdict(a, prev, prefix) {
+		return true
+	}
+	return x.rules(windowStart)
+}
+
+// verdict counts one verdict; it reports whether the rollout was rolled
+// back.
+func (x *decider) verdict(a Analysis, prev Verdict, prefix string) bool {
+	s, plan := x.s(), x.obs.Plan
 	switch a.Verdict {
 	case Pass:
 		s.Passes++
@@ -464,8 +488,11 @@ func (x *decider) analysis(a Analysis) bool {
 	case Fail:
 		s.Failures++
 		s.Outages = 0
+		// The next verdict rests on traffic this one did not use, so
+		// FailureLimit counts independent failures.
+		s.EvidenceStart = s.LastAnalysis
 		limit := max(plan.FailureLimit, 1)
-		x.event(true, ReasonAnalysisFailed, "%sinterval failed (%d/%d)", prefix+a.Message+"; ", s.Failures, limit)
+		x.event(true, ReasonAnalysisFailed, "%sverdict failed (%d/%d)", prefix+a.Message+"; ", s.Failures, limit)
 		if s.Failures >= limit {
 			x.rollback(ResultRolledBack, DecidedByAnalysis, prefix+a.Message)
 			return true
@@ -479,7 +506,19 @@ func (x *decider) analysis(a Analysis) bool {
 			return true
 		}
 	}
-	return x.rules(windowStart)
+	return false
+}
+
+// warnLowTraffic says once per release that the traffic is too low for
+// the plan, with what each stage can expect, rather than letting the
+// release take longer than its plan in silence.
+func (x *decider) warnLowTraffic(a Analysis) {
+	s := x.s()
+	if a.Forecast == "" || s.TrafficWarned {
+		return
+	}
+	s.TrafficWarned = true
+	x.event(true, ReasonLowTraffic, "traffic too low for the plan: %s", a.Forecast)
 }
 
 func (x *decider) promote(manual bool) {

@@ -36,12 +36,18 @@
 //   - Traffic is never sent to a canary that has no available pods of the
 //     revision being released: a stage's weight is written only after the
 //     canary is scaled and its rollout is complete.
-//   - A failed analysis interval stops advancement at once; FailureLimit
-//     consecutive failures roll back. Inconclusive intervals neither pass nor
-//     fail, and a stage completes only after its whole duration (pauses not
-//     counted) with at least one passing interval and no failure pending.
+//   - A failed verdict stops advancement at once; FailureLimit consecutive
+//     failed verdicts roll back, and after each the evidence restarts at its
+//     end (EvidenceFrom), so they rest on traffic that does not overlap.
+//     Inconclusive verdicts neither pass nor fail, and a stage completes only
+//     after its whole duration (pauses not counted) on a passing last
+//     verdict, which covers the stage's evidence up to its end: the caller's
+//     Pass means no check failing, nothing missing and enough requests. A
+//     stage short only of requests (Analysis.LowTraffic) is waiting, not
+//     stuck; a Forecast of too little traffic is said once per release.
 //   - Metrics outages hold the rollout; OutageLimit consecutive outages roll
-//     back. Nothing is ever promoted without a passing verdict in every stage.
+//     back. Nothing is ever promoted without a passing verdict ending every
+//     stage.
 //   - A rollback writes the weights back to stable in one step; the canary is
 //     scaled to zero only once the VirtualService is observed at 0.
 //   - An invalid configuration touches no traffic: the phase becomes
@@ -49,7 +55,7 @@
 //   - Time spent paused or stopped (controller restart) never shortens a
 //     stage: stage progress is measured from the recorded StageStart. A
 //     stage completes only once an analysis has covered its traffic up to
-//     its end: the last window of a stage is cut at the stage's end.
+//     its end: an analysis is due at the stage's end.
 //   - A change of stable's template that meshcanary did not make aborts the
 //     release (stable-changed) and is never written back; all traffic
 //     returns to stable in one write.

@@ -11,6 +11,10 @@ const (
 	// ReasonStageStarted: the canary is available and its stage weight is
 	// written.
 	ReasonStageStarted = "StageStarted"
+	// ReasonLowTraffic: at the current request rate, a stage cannot gather
+	// the policy's minimum evidence within its duration; the release waits
+	// for it, and the Event says what each stage can expect and detect.
+	ReasonLowTraffic = "LowTraffic"
 	// ReasonAnalysisPassed: an interval passed after one that did not.
 	ReasonAnalysisPassed = "AnalysisPassed"
 	// ReasonAnalysisFailed (Warning): an interval failed; advancement stops.

@@ -20,6 +20,8 @@ type world struct {
 	writes  []int // weights written, in order
 	last    Decision
 	persist bool // round-trip State through JSON, as the annotation does
+	// shape, when set, fills in the analysis an analysis tick hands over.
+	shape func(*Analysis)
 	// gate answers a gate run at once; nil passes every gate.
 	gate func(name string, attempt int) GateResult
 	// ruleHits says which rules hold when an analysis runs.
@@ -59,6 +61,9 @@ func (w *world) tick(d time.Duration, v Verdict) Decision {
 	w.obs.Rules = nil
 	if due, _ := AnalysisDue(w.st, w.obs.Plan, w.now); due && v != "" {
 		w.obs.Analysis = &Analysis{Verdict: v, Message: "verdict " + string(v)}
+		if w.shape != nil {
+			w.shape(w.obs.Analysis)
+		}
 		if w.ruleHits != nil {
 			w.obs.Rules = w.ruleHits(w.now)
 		}
@@ -588,8 +593,9 @@ func TestAnalysisWindowsNeverReachBeforeTheStage(t *testing.T) {
 	}{
 		"not due before one interval into the stage":                          {State{Phase: Progressing, Revision: "v2", StageStart: start}, start.Add(9 * time.Second), false, 0},
 		"due with the stage's own traffic only":                               {State{Phase: Progressing, Revision: "v2", StageStart: start}, start.Add(10 * time.Second), true, 10 * time.Second},
-		"a late look covers everything since the last analysis, without gaps": {State{Phase: Progressing, Revision: "v2", StageStart: start, LastAnalysis: start.Add(10 * time.Second)}, start.Add(35 * time.Second), true, 25 * time.Second},
-		"the stage's last window is cut at its end":                           {State{Phase: Progressing, Revision: "v2", Stage: 0, StageStart: start, LastAnalysis: start.Add(20 * time.Second)}, start.Add(25 * time.Second), true, 5 * time.Second},
+		"a late look covers the whole stage so far":                           {State{Phase: Progressing, Revision: "v2", StageStart: start, LastAnalysis: start.Add(10 * time.Second)}, start.Add(35 * time.Second), true, 35 * time.Second},
+		"the stage's last look is due at its end":                             {State{Phase: Progressing, Revision: "v2", Stage: 0, StageStart: start, LastAnalysis: start.Add(20 * time.Second)}, start.Add(25 * time.Second), true, 25 * time.Second},
+		"after a failed verdict the evidence begins where that verdict ended": {State{Phase: Progressing, Revision: "v2", StageStart: start, LastAnalysis: start.Add(20 * time.Second), EvidenceStart: start.Add(20 * time.Second), Failures: 1}, start.Add(25 * time.Second), true, 5 * time.Second},
 		"a hand-edited stage of -1 is never analysed":                         {State{Phase: Progressing, Revision: "v2", Stage: -1, StageStart: start}, start.Add(time.Hour), false, 0},
 		"a stage still scaling is not analysed":                               {State{Phase: Progressing}, start.Add(time.Hour), false, 0},
 		"a finished release is not analysed":                                  {State{Phase: Succeeded, StageStart: start}, start.Add(time.Hour), false, 0},

@@ -186,6 +186,13 @@ type Analysis struct {
 	// At is the end of the analysed window when the analysis was asked
 	// for before this decision (off the reconcile path); zero means now.
 	At time.Time
+	// LowTraffic says the verdict is short of evidence only because the
+	// canary has not yet served the policy's minimum of requests: a stage
+	// waiting for it is slow, not stuck.
+	LowTraffic bool
+	// Forecast, when set, says the traffic at the current rate is too low
+	// for the plan: what each stage can expect and can detect.
+	Forecast string
 }
 
 // Observation is everything the caller gathered for one decision.
@@ -244,8 +251,19 @@ type State struct {
 	Passes int `json:"passes,omitempty"`
 	// LastAnalysis is the end of the last analysed window.
 	LastAnalysis time.Time `json:"lastAnalysis,omitzero"`
-	// LastVerdict avoids repeating identical events every interval.
+	// LastVerdict avoids repeating identical events every interval, and
+	// a stage completes only on a passing last verdict.
 	LastVerdict Verdict `json:"lastVerdict,omitempty"`
+	// EvidenceStart is where the current evidence begins when it is not
+	// the stage's start: the end of the last failed verdict, so that
+	// consecutive failures rest on traffic that does not overlap.
+	EvidenceStart time.Time `json:"evidenceStart,omitzero"`
+	// LowTraffic says the last verdict waited only for the canary's
+	// minimum of requests.
+	LowTraffic bool `json:"lowTraffic,omitempty"`
+	// TrafficWarned says this release already warned that its traffic is
+	// too low for its plan.
+	TrafficWarned bool `json:"trafficWarned,omitempty"`
 	// Weight is the canary weight meshcanary last wrote.
 	Weight int `json:"weight"`
 	// Started and Finished bound the current or last release.
