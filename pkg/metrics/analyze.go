@@ -22,7 +22,17 @@ type Request struct {
 	// reports as destination_workload.
 	Stable string
 	Canary string
+	// Window is what the builtin checks count over: the stage's traffic
+	// since its evidence began, so that every verdict of a stage rests on
+	// all of it.
 	Window time.Duration
+	// CustomWindow is what custom metrics are queried over: one interval
+	// (or the policy's lookback), as their templates expect. Zero means
+	// Window.
+	CustomWindow time.Duration
+	// CanaryWeight is the canary's weight in percent during the window;
+	// see Samples.CanaryWeight.
+	CanaryWeight int
 	// At is the evaluation timestamp passed to Prometheus, from the caller's
 	// clock so that a window is reproducible and testable.
 	At          time.Time
@@ -95,6 +105,8 @@ func IsUserError(err error) bool {
 // Analyze queries Prometheus for req's window and evaluates req's checks. An
 // error, always a *QueryError, means there is no answer; empty results are
 // not errors but missing data, which Evaluate turns into Inconclusive.
+// Observed metrics (rules' conditions) are measured over CustomWindow, one
+// interval, because a rule asks whether a condition held in each interval.
 func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 	if req.Namespace == "" || req.Stable == "" || req.Canary == "" {
 		return Result{}, &QueryError{
@@ -102,19 +114,53 @@ func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 			Err:    errors.New("request needs a namespace and both versions' workloads"),
 		}
 	}
+	observe := req
+	separate := req.CustomWindow > 0 && req.CustomWindow != req.Window && len(req.Observe) > 0
+	if separate {
+		req.Observe = nil
+		observe.Window, observe.Checks = req.CustomWindow, nil
+	}
+	s, err := a.sample(ctx, req)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Evaluate(s, req.Checks, req.MinRequests)
+	if len(observe.Observe) == 0 {
+		return res, nil
+	}
+	o := s
+	if separate {
+		if o, err = a.sample(ctx, observe); err != nil {
+			return Result{}, err
+		}
+	}
+	res.Observed = map[string]Observed{}
+	for _, m := range observe.Observe {
+		res.Observed[m] = Observed{
+			Canary: value(o.Canary, m, o.Window), Stable: value(o.Stable, m, o.Window),
+			CanaryRequests: o.Canary.Requests,
+		}
+	}
+	return res, nil
+}
+
+// sample runs the queries req's checks and observed metrics need and
+// reads both versions' answers.
+func (a *Analyzer) sample(ctx context.Context, req Request) (Samples, error) {
 	s := Samples{
-		Window: req.Window,
+		Window:       req.Window,
+		CanaryWeight: req.CanaryWeight,
 		// Absent request and 5xx series mean none were served (see doc.go).
 		Canary: Sample{Values: map[string]float64{}},
 		Stable: Sample{Values: map[string]float64{}},
 	}
 	for _, q := range plan(req) {
 		if q.err != nil {
-			return Result{}, q.err
+			return s, q.err
 		}
-		v, _, _, err := a.api.Query(ctx, q.promql, req.At)
+		v, warnings, _, err := a.api.Query(ctx, q.promql, req.At)
 		if err != nil {
-			return Result{}, &QueryError{
+			return s, &QueryError{
 				Metric:    q.metric,
 				Query:     q.promql,
 				UserError: q.kind == kindCustom && isQueryFault(err),
@@ -122,8 +168,9 @@ func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 		if err := read(req, q, v, &s); err != nil {
-			return Result{}, err
+			return s, err
 		}
+		s.Warnings = append(s.Warnings, warnings...)
 	}
 	for _, smp := range []*Sample{&s.Canary, &s.Stable} {
 		h := sortedHistogram(smp.Latency)
@@ -133,17 +180,7 @@ func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 	}
-	res := Evaluate(s, req.Checks, req.MinRequests)
-	if len(req.Observe) > 0 {
-		res.Observed = map[string]Observed{}
-		for _, m := range req.Observe {
-			res.Observed[m] = Observed{
-				Canary: value(s.Canary, m, s.Window), Stable: value(s.Stable, m, s.Window),
-				CanaryRequests: s.Canary.Requests,
-			}
-		}
-	}
-	return res, nil
+	return s, nil
 }
 
 // isQueryFault reports whether Prometheus rejected the query itself: bad_data

@@ -115,11 +115,27 @@ func scalar(value string) answer {
 }
 
 func success(data any) answer {
-	b, err := json.Marshal(map[string]any{"status": "success", "data": data, "warnings": []string{"ignored"}})
+	b, err := json.Marshal(map[string]any{"status": "success", "data": data})
 	if err != nil {
 		panic(err)
 	}
 	return answer{body: string(b)}
+}
+
+// annotated is a with the given top-level field of the response set, as
+// Prometheus sends "warnings" (a partial response among them) and "infos"
+// next to "data"; client_golang hands them back apart from the value.
+func annotated(a answer, field string, notes ...string) answer {
+	var body map[string]any
+	if err := json.Unmarshal([]byte(a.body), &body); err != nil {
+		panic(err)
+	}
+	body[field] = notes
+	b, err := json.Marshal(body)
+	if err != nil {
+		panic(err)
+	}
+	return answer{status: a.status, body: string(b)}
 }
 
 func badData(msg string) answer {
@@ -174,9 +190,10 @@ func TestAnalyzeReadsBothVersionsFromOneAnswer(t *testing.T) {
 		qErrors: vector(workload("checkout", "6"), workload("checkout-canary", "30")),
 		// Stable: 5400 up to 50ms, 5700 up to 100ms, so p95 = 100ms.
 		// Canary: half at 70ms, half at 200ms, so p95 = 100 + 150 ×
-		// 270/300 = 235ms, and 260 of 600 (lower bound 40%) slower than
-		// 1.2 × 100ms. The other namespace's slow histogram, if it leaked
-		// into stable's, would move stable's p95.
+		// 270/300 = 235ms, and 600 − (300 + 300 × 20/150) = 260 of 600
+		// (from 36.22%) slower than 1.2 × 100ms, against stable's 260 of
+		// 6000 (up to 5.43%). The other namespace's slow histogram, if it
+		// leaked into stable's, would move stable's p95.
 		qBuckets: vector(slices.Concat(
 			bucketSeries("checkout", repeat(5400, 30), repeat(300, 70), repeat(300, 150)),
 			bucketSeries("checkout-canary", repeat(300, 70), repeat(300, 200)),
@@ -197,7 +214,9 @@ func TestAnalyzeReadsBothVersionsFromOneAnswer(t *testing.T) {
 	if got.Verdict != VerdictFail {
 		t.Errorf("verdict = %s, want Fail", got.Verdict)
 	}
-	const msg = "error-rate canary 5% (95% lower bound 3.73%) > max 1% (stable 0.1%); latency-p95 canary 235ms is 2.35x stable 100ms > maxRatio 1.2x"
+	const msg = "error-rate canary 5% (30/600, 95% interval 2.43%–8.84%) > max 1% (stable 0.1% (6/6000, 95% interval 0.01%–0.35%)); " +
+		"latency-p95 canary 235ms (260/600 slower than 120ms, 95% interval 36.22%–50.64%) > maxRatio 1.2x × stable 100ms = 120ms: " +
+		"43.33% of canary requests slower vs 4.33% of stable's (stable 100ms)"
 	if got.Message != msg {
 		t.Errorf("message:\n got %q\nwant %q", got.Message, msg)
 	}
@@ -222,28 +241,76 @@ func TestAnalyzeWithoutDataIsInconclusiveNotAnError(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Analyze: %v", err)
 	}
-	if got.Verdict != VerdictInconclusive || got.Message != "inconclusive: canary served 0 requests < minRequests 50" {
-		t.Errorf("got %s %q, want Inconclusive for lack of canary requests", got.Verdict, got.Message)
+	const msg = "inconclusive: canary served 0 requests < minRequests 50; error-rate canary served no requests; latency-p95 canary has no data (stable no data)"
+	if got.Verdict != VerdictInconclusive || got.Message != msg || !got.LowTraffic {
+		t.Errorf("got %s %q LowTraffic=%v, want Inconclusive %q for lack of canary requests", got.Verdict, got.Message, got.LowTraffic, msg)
 	}
 }
 
-func TestAnalyzeCanaryAtFullTrafficWithoutStableSeriesPasses(t *testing.T) {
-	a, _ := newAnalyzer(t, map[string]answer{
+func TestAnalyzeWithoutStableSeries(t *testing.T) {
+	// Stable's series are absent; the canary is clean and fast. 5400 up
+	// to 50ms, 5900 up to 100ms: p95 = 50 + 50 × 300/500 = 80ms.
+	answers := map[string]answer{
 		qRequests: vector(workload("checkout-canary", "6000")),
 		qErrors:   vector(),
-		// 5400 up to 50ms, 5900 up to 100ms: p95 = 50 + 50 × 300/500.
-		qBuckets: vector(bucketSeries("checkout-canary", repeat(5400, 30), repeat(500, 70), repeat(100, 150))...),
-	})
-	got, err := a.Analyze(context.Background(), request(
-		policy.Check{Metric: MetricErrorRate, Max: pct("1%", 0.01), MaxIncrease: pct("0.5%", 0.005)},
-		policy.Check{Metric: MetricLatencyP95, MaxRatio: ratio(1.2)},
-	))
-	if err != nil {
-		t.Fatalf("Analyze: %v", err)
+		qBuckets:  vector(bucketSeries("checkout-canary", repeat(5400, 30), repeat(500, 70), repeat(100, 150))...),
 	}
-	const msg = "all 2 checks passed: error-rate canary 0% (stable served no requests), latency-p95 canary 80ms (stable served no requests)"
-	if got.Verdict != VerdictPass || got.Message != msg {
-		t.Errorf("got %s %q, want Pass %q", got.Verdict, got.Message, msg)
+	checks := []policy.Check{
+		{Metric: MetricErrorRate, Max: pct("1%", 0.01), MaxIncrease: pct("0.5%", 0.005)},
+		{Metric: MetricLatencyP95, MaxRatio: ratio(1.2)},
+	}
+	tests := []struct {
+		name    string
+		weight  int
+		verdict Verdict
+		message string
+		missing bool
+	}{
+		{
+			// 0 of 6000 reach up to 0.13%, within max 1%.
+			name:    "a canary at 100% of traffic passes on its absolute bounds",
+			weight:  100,
+			verdict: VerdictPass,
+			message: "all 2 checks passed: error-rate canary 0% (0/6000, 95% interval 0%–0.13%) within max 1% (stable served no requests), " +
+				"latency-p95 canary 80ms within its absolute bounds (none; relative bounds dropped) (stable served no requests)",
+		},
+		{
+			name:    "a canary at 50% of traffic lacks stable's data and cannot pass",
+			weight:  50,
+			verdict: VerdictInconclusive,
+			message: "inconclusive: error-rate canary 0% (0/6000, 95% interval 0%–0.13%): maxIncrease not judged, stable has no requests while the canary has 50% of traffic; " +
+				"latency-p95 canary 80ms: maxRatio not judged, stable has no requests while the canary has 50% of traffic",
+			missing: true,
+		},
+		{
+			name:    "a request without a canary weight is not taken for 100%",
+			verdict: VerdictInconclusive,
+			message: "inconclusive: error-rate canary 0% (0/6000, 95% interval 0%–0.13%): maxIncrease not judged, stable has no requests while the canary has 0% of traffic; " +
+				"latency-p95 canary 80ms: maxRatio not judged, stable has no requests while the canary has 0% of traffic",
+			missing: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, _ := newAnalyzer(t, answers)
+			req := request(checks...)
+			req.CanaryWeight = tt.weight
+			got, err := a.Analyze(context.Background(), req)
+			if err != nil {
+				t.Fatalf("Analyze: %v", err)
+			}
+			if got.Verdict != tt.verdict || got.Message != tt.message {
+				t.Errorf("got %s %q\nwant %s %q", got.Verdict, got.Message, tt.verdict, tt.message)
+			}
+			if got.Evidence != (tt.verdict == VerdictPass) || got.LowTraffic {
+				t.Errorf("Evidence = %v, LowTraffic = %v: want evidence exactly when passing, and never low traffic on 6000 requests", got.Evidence, got.LowTraffic)
+			}
+			for _, c := range got.Checks {
+				if c.Missing != tt.missing {
+					t.Errorf("%s Missing = %v, want %v", c.Metric, c.Missing, tt.missing)
+				}
+			}
+		})
 	}
 }
 
@@ -270,8 +337,12 @@ func TestAnalyzeDecidesAllLatencyChecksOnOneBucketQuery(t *testing.T) {
 	if want := []string{qRequests, qBuckets}; !slices.Equal(f.queries, want) {
 		t.Errorf("queries:\n got %q\nwant %q", f.queries, want)
 	}
-	// Canary p50: 4 up to 25ms, 12 up to 50ms, 25 + 25 × 6/8 = 43.75ms.
-	const msg = "all 2 checks passed: latency-p50 canary 44ms (stable 42ms), latency-p95 canary 200ms (stable 132ms)"
+	// Canary p50: 4 up to 25ms, 12 up to 50ms, 25 + 25 × 6/8 = 43.75ms;
+	// slower than 1.5 × 41.54ms: 20 − (12 + 5 × 12.31/50) = 6.77 of 20,
+	// from 9.02%, not above stable's 50%. Neither check fails, and twenty
+	// requests are this request's minRequests: the window passes.
+	const msg = "no check failing: latency-p50 canary 44ms (6/20 slower than 62ms, 95% interval 9.02%–67.51%) not yet decided against maxRatio 1.5x (stable 42ms); " +
+		"latency-p95 canary 200ms (1/20 slower than 199ms, 95% interval 0.02%–33.31%) not yet decided against maxRatio 1.5x (stable 132ms)"
 	if got.Verdict != VerdictPass || got.Message != msg {
 		t.Errorf("got %s %q, want Pass %q", got.Verdict, got.Message, msg)
 	}
@@ -327,6 +398,129 @@ func TestAnalyzeReadsCustomMetricsPerVersion(t *testing.T) {
 	}
 	if got.Verdict != VerdictFail || got.Message != "apdex canary 0.85 < min 0.9 (stable 0.98)" {
 		t.Errorf("got %s %q", got.Verdict, got.Message)
+	}
+}
+
+func TestAnalyzePassesPrometheusWarningsThrough(t *testing.T) {
+	// Without annotations this answer fails the canary: 30 of 600 5xx,
+	// from 2.43% > max 1%.
+	requests := vector(workload("checkout", "6000"), workload("checkout-canary", "600"))
+	errs := vector(workload("checkout", "6"), workload("checkout-canary", "30"))
+	buckets := vector(slices.Concat(
+		bucketSeries("checkout", logNormal(6000, 40, 0.6)),
+		bucketSeries("checkout-canary", logNormal(600, 40, 0.6)),
+	)...)
+	checks := []policy.Check{
+		{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+		{Metric: MetricLatencyP95, MaxRatio: ratio(1.5)},
+	}
+	const failing = "error-rate canary 5% (30/600, 95% interval 2.43%–8.84%) > max 1% (stable 0.1% (6/6000, 95% interval 0.01%–0.35%))"
+	tests := []struct {
+		name    string
+		answers map[string]answer
+		verdict Verdict
+		message string
+		missing bool
+	}{
+		{
+			name:    "without annotations the window is judged",
+			answers: map[string]answer{qRequests: requests, qErrors: errs, qBuckets: buckets},
+			verdict: VerdictFail,
+			message: failing,
+		},
+		{
+			name: "a partial response on one query makes the window inconclusive with the warning in the message",
+			answers: map[string]answer{
+				qRequests: requests,
+				qErrors:   annotated(errs, "warnings", "PromQL warning: partial response, store eu-1 unavailable"),
+				qBuckets:  buckets,
+			},
+			verdict: VerdictInconclusive,
+			message: "inconclusive: Prometheus answered with warnings (partial data): PromQL warning: partial response, store eu-1 unavailable",
+			missing: true,
+		},
+		{
+			name: "the warnings of every query are in the message, in the order the queries ran",
+			answers: map[string]answer{
+				qRequests: annotated(requests, "warnings", "first"),
+				qErrors:   errs,
+				qBuckets:  annotated(buckets, "warnings", "second", "third"),
+			},
+			verdict: VerdictInconclusive,
+			message: "inconclusive: Prometheus answered with warnings (partial data): first; second; third",
+			missing: true,
+		},
+		{
+			name: "infos are no warnings and leave the verdict alone",
+			answers: map[string]answer{
+				qRequests: annotated(requests, "infos", "PromQL info: metric might not be a counter"),
+				qErrors:   errs,
+				qBuckets:  buckets,
+			},
+			verdict: VerdictFail,
+			message: failing,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, f := newAnalyzer(t, tt.answers)
+			got, err := a.Analyze(context.Background(), request(checks...))
+			if err != nil {
+				t.Fatalf("Analyze: %v", err)
+			}
+			if want := []string{qRequests, qErrors, qBuckets}; !slices.Equal(f.queries, want) {
+				t.Errorf("queries:\n got %q\nwant %q", f.queries, want)
+			}
+			if got.Verdict != tt.verdict || got.Message != tt.message {
+				t.Errorf("got %s %q\nwant %s %q", got.Verdict, got.Message, tt.verdict, tt.message)
+			}
+			if tt.verdict == VerdictInconclusive && got.Evidence {
+				t.Error("a window with warnings claims evidence")
+			}
+			if len(got.Checks) != len(checks) {
+				t.Fatalf("got %d checks, want %d", len(got.Checks), len(checks))
+			}
+			for _, c := range got.Checks {
+				if c.Missing != tt.missing {
+					t.Errorf("%s Missing = %v, want %v (%s)", c.Metric, c.Missing, tt.missing, c.Message)
+				}
+			}
+			// The values are still read and reported.
+			if c := got.Checks[0]; c.Canary != 0.05 || c.Stable != 0.001 {
+				t.Errorf("error-rate values = %v/%v, want 0.05/0.001", c.Canary, c.Stable)
+			}
+		})
+	}
+}
+
+func TestAnalyzeRendersCustomMetricsWithTheCustomWindow(t *testing.T) {
+	// The stage's evidence so far is 60s; the custom metric is judged
+	// over the last 30s, as its template expects.
+	const (
+		apdexStable = `sum(rate(apdex_good{app="checkout"}[30s])) / sum(rate(apdex_total{app="checkout"}[30s]))`
+		apdexCanary = `sum(rate(apdex_good{app="checkout-canary"}[30s])) / sum(rate(apdex_total{app="checkout-canary"}[30s]))`
+	)
+	a, f := newAnalyzer(t, map[string]answer{
+		qRequests:   vector(workload("checkout", "6000"), workload("checkout-canary", "600")),
+		qErrors:     vector(workload("checkout", "0"), workload("checkout-canary", "0")),
+		apdexStable: scalar("0.98"),
+		apdexCanary: scalar("0.85"),
+	})
+	req := request(
+		policy.Check{Metric: MetricErrorRate, Max: pct("5%", 0.05)},
+		policy.Check{Metric: "apdex", Min: num("0.9", 0.9)},
+	)
+	req.CustomWindow = 30 * time.Second
+	got, err := a.Analyze(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	if want := []string{qRequests, qErrors, apdexStable, apdexCanary}; !slices.Equal(f.queries, want) {
+		t.Errorf("queries:\n got %q\nwant %q", f.queries, want)
+	}
+	// request-rate and the result's window stay those of Window.
+	if got.Window != time.Minute || got.Verdict != VerdictFail || got.Message != "apdex canary 0.85 < min 0.9 (stable 0.98)" {
+		t.Errorf("got window %v %s %q, want 1m Fail on apdex", got.Window, got.Verdict, got.Message)
 	}
 }
 

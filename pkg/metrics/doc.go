@@ -34,15 +34,24 @@
 // .Namespace, .Workload and .Window (a PromQL duration such as "30s"); each
 // must answer with a single sample (a scalar or a one-element vector). Builtin
 // names are reserved: a custom metric of the same name is never consulted.
+// Builtin metrics are queried over Request.Window, the stage's evidence so
+// far; custom metrics over Request.CustomWindow, one interval (or the
+// policy's lookback), because their templates were written for a window
+// and are judged on point values.
 //
 // # Missing data
 //
 // Istio creates istio_requests_total only when a request is served, so an
-// absent request or 5xx series counts as zero rather than as an error. That is
-// what makes a canary at 100% (stable scaled away, its series gone stale)
-// look like "stable served zero requests". Other empty answers (a latency
-// histogram without requests, a custom metric) are "no data" (NaN), never an
-// error.
+// absent request or 5xx series counts as zero rather than as an error.
+// Zero stable requests mean "stable is gone" only when the canary has 100%
+// of traffic (Samples.CanaryWeight): relative bounds are then dropped and
+// the check is judged on its absolute bounds alone. At any lower weight an
+// absent stable series is missing data: relative bounds are not judged,
+// the check is Inconclusive and the window cannot pass. A Prometheus answer
+// with warnings (a partial response among them) makes the whole window
+// Inconclusive, and the warnings are in its message. Other empty answers
+// (a latency histogram without requests, a custom metric) are "no data"
+// (NaN), never an error.
 //
 // # Errors
 //
@@ -51,49 +60,46 @@
 // custom query (template error, Prometheus bad_data or execution error, more
 // than one series, unknown metric) from an outage (unreachable, HTTP 5xx,
 // timeout), because the controller counts only outages against
-// metricsOutageLimit and reports user errors to the user instead. Prometheus
-// warnings are ignored.
+// metricsOutageLimit and reports user errors to the user instead.
 //
-// # Evaluation
+// # Evaluation: sequential tests on counted shares
 //
-// A canary that served fewer than minRequests requests in the window makes the
-// whole window Inconclusive, whatever its numbers: a canary at 1% of traffic
-// sees few requests, and judging them would cause false rollbacks.
+// The controller looks at a stage every interval, each time over all of
+// the stage's traffic so far. Each share is judged with an anytime-valid
+// confidence sequence (ShareInterval: the Beta(½,½)-mixture likelihood
+// ratio of Robbins, at level Alpha): the chance that any of a stage's
+// intervals, however many are looked at, misses the true share is at most
+// Alpha, so looking every interval does not inflate false alarms, and
+// strong evidence decides on few requests. Every check returns Fail
+// (confidently beyond a bound), Pass (confidently within every bound) or
+// Inconclusive (not yet decided, or missing data), and every bound is held
+// with the end of each interval most favourable to the canary for Fail,
+// least favourable for Pass:
 //
-// Each check bounds one metric with max (canary ≤ max), min (canary ≥ min),
-// maxIncrease (canary − stable ≤ maxIncrease, in the metric's unit: fractions
-// for shares, seconds for latency) and maxRatio (canary / stable ≤ maxRatio).
-// Relative bounds need a stable version that served at least minRequests
-// requests and has a value (non-zero for maxRatio); otherwise they are not
-// applicable and skipped. A check left with no applicable bound is
-// Inconclusive, with one exception: when stable served exactly zero requests
-// (the canary took all traffic), there is nothing to compare against, so
-// relative bounds are dropped and the check passes or fails on its absolute
-// bounds alone, and counts as passed if it has none.
+//   - error-rate and success-rate count 5xx (or the other responses) and
+//     requests of both versions. max: the canary's interval is above max;
+//     min: below min; maxIncrease: the canary's lower end is above stable's
+//     upper end + maxIncrease; maxRatio: above maxRatio × stable's upper
+//     end. Stable's noise is thus inside the test.
+//   - latency-pQ is decided on the histograms as a share: "pQ exceeds T"
+//     is "more than 1 − Q of the requests were slower than T", the count
+//     slower than T interpolated inside T's bucket. max and min hold the
+//     canary's share slower than the bound against 1 − Q (one-sample). For
+//     maxRatio and maxIncrease, T is stable's point quantile × maxRatio (+
+//     maxIncrease), and the canary fails only when its share slower than T
+//     is confidently above 1 − Q and above stable's share slower than the
+//     same T: a T that noise in stable set too low makes both versions
+//     look slow, and the comparison between them stays fair. Messages state
+//     the point quantiles and the counts.
+//   - request-rate, custom metrics and latencies without a histogram are
+//     compared on their point values, as a window was before, and only
+//     once the canary served minRequests requests.
 //
-// For error-rate and success-rate the counts decide, not the point estimate:
-// the Wilson score interval (z = 1.645, one-sided 95%) is used, and a bound
-// fails only if it fails for the end of the interval most favourable to the
-// canary (its lower bound for max, maxIncrease and maxRatio, its upper bound
-// for min; stable's upper bound for relative bounds). One 503 among 60
-// requests is thus noise, while 25 among 500 is a regression. Because the
-// bounds are always at least as lenient as the point estimates, a failure
-// message stated in point estimates is always true.
-//
-// Latencies are decided the same way, on the canary's histogram: its pQ
-// exceeds T when more than 1 − Q of its requests were slower than T, which
-// fails only if the Wilson lower bound of that share (the requests slower
-// than T interpolated inside T's bucket) exceeds 1 − Q. T is max itself,
-// stable's point quantile × maxRatio, or stable's point quantile +
-// maxIncrease. min fails only if the Wilson upper bound of the share slower
-// than min is below 1 − Q, that is when the canary is clearly faster than
-// min. A handful of requests interpolated inside one of Istio's coarse
-// buckets (100–250 ms, 250–500 ms) thus cannot roll a canary back at 1% of
-// traffic, while a clear shift fails even on twenty requests. Messages
-// still state the point quantiles, and stay true for the same reason as
-// for shares. Without a histogram (Values set directly) the point
-// quantiles are compared.
-//
-// A check whose canary value is missing is Inconclusive. The window Fails if
-// any check Failed, is Inconclusive if any check was, and Passes otherwise.
+// A Fail needs no minimum of requests. A window Fails if any check fails;
+// it Passes when no check fails, nothing is missing and the canary served
+// at least minRequests requests in it (Result.Evidence), even when some
+// checks are not yet confidently within their bounds; otherwise it is
+// Inconclusive, and Result.LowTraffic says when too few canary requests
+// are the only reason. The controller completes a stage only on a passing
+// verdict over the whole stage (see package stages).
 package metrics

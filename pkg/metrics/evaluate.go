@@ -1,10 +1,9 @@
 package metrics
 
 import (
-	"fmt"
 	"math"
 	"strconv"
-	"strings"
+
 	"time"
 
 	"github.com/meshcanary/meshcanary/pkg/policy"
@@ -26,13 +25,21 @@ type Sample struct {
 type Samples struct {
 	Canary, Stable Sample
 	Window         time.Duration
+	// CanaryWeight is the canary's share of traffic in percent during the
+	// window. Only at 100 may stable legitimately have served nothing; at
+	// any lower weight a stable without requests is missing data, never a
+	// reason to drop the comparison with it.
+	CanaryWeight int
+	// Warnings are what Prometheus said about its answers (a partial
+	// response among them); any makes the window inconclusive.
+	Warnings []string
 }
 
 // Verdict is the outcome of a check or a window.
 type Verdict string
 
-// Inconclusive means the window could not be judged either way (too little
-// traffic, no data), which is no evidence against the canary.
+// Inconclusive means the evidence does not decide yet, or data is missing;
+// it is no evidence against the canary. Result.Evidence tells the two apart.
 const (
 	VerdictPass         Verdict = "Pass"
 	VerdictFail         Verdict = "Fail"
@@ -59,6 +66,26 @@ type CheckResult struct {
 	Threshold string
 	Verdict   Verdict
 	Message   string
+	// Evidence is what a share or latency verdict rests on; nil for
+	// checks decided on point values (request-rate, custom metrics).
+	Evidence *Evidence
+	// Missing says the check lacked data (not merely evidence).
+	Missing bool
+}
+
+// Evidence is the counts behind a check and their anytime-valid intervals.
+type Evidence struct {
+	// Counted names what is counted: "5xx" for error-rate and
+	// success-rate, "slower than 240ms" for a latency check.
+	Counted                  string
+	CanaryCount, CanaryTotal float64
+	StableCount, StableTotal float64
+	// Canary and Stable are the intervals of each version's share of
+	// counted requests (for success-rate, of successful ones).
+	Canary, Stable Interval
+	// Limit is the share the deciding bound held the canary's interval
+	// against.
+	Limit float64
 }
 
 // Result is one window's verdict.
@@ -72,6 +99,15 @@ type Result struct {
 	Message string
 	// Observed holds the values of Request.Observe's metrics.
 	Observed map[string]Observed
+	// Evidence says the window is enough to complete a stage on: the
+	// canary served at least minRequests requests in it and no check
+	// lacked data. A Fail needs no minimum: strong evidence decides early.
+	Evidence bool
+	// LowTraffic says the canary served fewer than minRequests requests.
+	LowTraffic bool
+	// Forecast is what the remaining stages can expect at this window's
+	// request rate; the controller fills it in.
+	Forecast []StageForecast
 }
 
 // Observed is a metric measured for both versions without a verdict.
@@ -99,10 +135,6 @@ func Thresholds(checks []policy.Check) []Threshold {
 	return out
 }
 
-// wilsonZ is the one-sided 95% normal quantile: a share bound fails only
-// when it fails with 95% confidence.
-const wilsonZ = 1.645
-
 type bound struct {
 	name  string
 	limit float64
@@ -128,230 +160,6 @@ func boundsOf(c policy.Check) []bound {
 		bs = append(bs, bound{name: BoundMaxRatio, limit: *c.MaxRatio, raw: FormatPlain(*c.MaxRatio) + "x"})
 	}
 	return bs
-}
-
-// Evaluate judges one window. It is pure so that every rule can be tested
-// without Prometheus; see the package documentation for the rules.
-func Evaluate(s Samples, checks []policy.Check, minRequests int) Result {
-	res := Result{
-		CanaryRequests: s.Canary.Requests,
-		StableRequests: s.Stable.Requests,
-		Window:         s.Window,
-	}
-	e := evaluator{s: s, minRequests: minRequests}
-
-	if short := e.canaryShort(); short != "" {
-		for _, c := range checks {
-			cr := e.values(c.Metric)
-			cr.Verdict = VerdictInconclusive
-			cr.Message = fmt.Sprintf("%s canary %s (%s) not judged: %s",
-				c.Metric, FormatValue(c.Metric, cr.Canary), e.stableDesc(c.Metric, cr.Stable), short)
-			res.Checks = append(res.Checks, cr)
-		}
-		res.Verdict = VerdictInconclusive
-		res.Message = "inconclusive: " + short
-		return res
-	}
-
-	var failed, inconclusive, passed []string
-	for _, c := range checks {
-		cr := e.check(c)
-		res.Checks = append(res.Checks, cr)
-		switch cr.Verdict {
-		case VerdictFail:
-			failed = append(failed, cr.Message)
-		case VerdictInconclusive:
-			inconclusive = append(inconclusive, cr.Message)
-		default:
-			passed = append(passed, cr.Message)
-		}
-	}
-	switch {
-	case len(failed) > 0:
-		res.Verdict = VerdictFail
-		res.Message = strings.Join(failed, "; ")
-	case len(inconclusive) > 0:
-		res.Verdict = VerdictInconclusive
-		res.Message = "inconclusive: " + strings.Join(inconclusive, "; ")
-	case len(passed) == 0:
-		res.Verdict = VerdictPass
-		res.Message = "passed: no checks"
-	case len(passed) == 1:
-		res.Verdict = VerdictPass
-		res.Message = "1 check passed: " + passed[0]
-	default:
-		res.Verdict = VerdictPass
-		res.Message = fmt.Sprintf("all %d checks passed: %s", len(passed), strings.Join(passed, ", "))
-	}
-	return res
-}
-
-type evaluator struct {
-	s           Samples
-	minRequests int
-}
-
-// canaryShort says why the canary's traffic is too little to judge, or "".
-func (e evaluator) canaryShort() string {
-	n := e.s.Canary.Requests
-	switch {
-	case math.IsNaN(n):
-		return "no data for canary requests"
-	case n < float64(e.minRequests):
-		return fmt.Sprintf("canary served %s requests < minRequests %d", formatCount(n), e.minRequests)
-	}
-	return ""
-}
-
-func (e evaluator) values(metric string) CheckResult {
-	return CheckResult{
-		Metric: metric,
-		Canary: value(e.s.Canary, metric, e.s.Window),
-		Stable: value(e.s.Stable, metric, e.s.Window),
-	}
-}
-
-// stableZero is the canary-at-100% case: stable served nothing, so there is
-// nothing to compare with.
-func (e evaluator) stableZero() bool { return e.s.Stable.Requests == 0 }
-
-func (e evaluator) stableDesc(metric string, sv float64) string {
-	switch {
-	case e.stableZero():
-		return "stable served no requests"
-	case math.IsNaN(sv):
-		return "stable no data"
-	}
-	return "stable " + FormatValue(metric, sv)
-}
-
-// stableUnusable says why relative bounds cannot use stable, or "".
-func (e evaluator) stableUnusable(metric string, sv float64) string {
-	n := e.s.Stable.Requests
-	switch {
-	case math.IsNaN(n):
-		return "stable has no data"
-	case n < float64(e.minRequests):
-		return fmt.Sprintf("stable served %s requests < minRequests %d", formatCount(n), e.minRequests)
-	case math.IsNaN(sv):
-		return "stable has no data"
-	}
-	return ""
-}
-
-func (e evaluator) check(c policy.Check) CheckResult {
-	m := c.Metric
-	cr := e.values(m)
-	cv, sv := cr.Canary, cr.Stable
-	if math.IsNaN(cv) {
-		cr.Verdict = VerdictInconclusive
-		cr.Message = fmt.Sprintf("%s canary has no data (%s)", m, e.stableDesc(m, sv))
-		return cr
-	}
-
-	// For shares the counts decide: the canary gets the end of its interval
-	// most favourable to it, and so does the comparison with stable.
-	cLo, cHi, sHi := cv, cv, sv
-	share := isShare(m)
-	if share {
-		cLo, cHi = shareInterval(e.s.Canary, m)
-		_, sHi = shareInterval(e.s.Stable, m)
-	}
-
-	// For latencies with a histogram, "the canary's pQ exceeds T" is
-	// decided as "more than 1−Q of its requests were slower than T", with
-	// the share's Wilson lower bound: a few slow requests from a small
-	// canary are not enough, a clear shift is.
-	q, latency := latencyQuantile(m)
-	hist := sortedHistogram(e.s.Canary.Latency)
-	useHist := latency && hist.total() > 0
-	slowShare := func(t float64) (lo, hi float64) { return wilson(hist.slowerThan(t), hist.total()) }
-
-	unusable := e.stableUnusable(m, sv)
-	var skipped []string
-	var skipReason string
-	applied := false
-	for _, b := range boundsOf(c) {
-		var fails bool
-		var msg string
-		switch b.name {
-		case BoundMax:
-			fails = exceeds(cLo, b.limit)
-			if useHist {
-				lo, _ := slowShare(b.limit)
-				fails = exceeds(lo, 1-q)
-			}
-			msg = fmt.Sprintf("%s canary %s > max %s (%s)", m, e.canaryDesc(m, cv, cLo, "lower"), b.raw, e.stableDesc(m, sv))
-		case BoundMin:
-			fails = exceeds(b.limit, cHi)
-			if useHist {
-				_, hi := slowShare(b.limit)
-				fails = exceeds(1-q, hi)
-			}
-			msg = fmt.Sprintf("%s canary %s < min %s (%s)", m, e.canaryDesc(m, cv, cHi, "upper"), b.raw, e.stableDesc(m, sv))
-		case BoundMaxIncrease, BoundMaxRatio:
-			if e.stableZero() {
-				continue // canary took all traffic; see doc.go
-			}
-			reason := unusable
-			if reason == "" && b.name == BoundMaxRatio && sv == 0 {
-				reason = "stable is " + FormatValue(m, sv)
-			}
-			if reason != "" {
-				skipped = append(skipped, b.name)
-				skipReason = reason
-				continue
-			}
-			stable := e.canaryDesc(m, sv, sHi, "upper")
-			if useHist {
-				t := sv + b.limit
-				if b.name == BoundMaxRatio {
-					t = sv * b.limit
-				}
-				lo, _ := slowShare(t)
-				histFails := exceeds(lo, 1-q)
-				if b.name == BoundMaxIncrease {
-					msg = fmt.Sprintf("%s canary %s > stable %s + maxIncrease %s", m, FormatValue(m, cv), FormatValue(m, sv), b.raw)
-				} else {
-					msg = fmt.Sprintf("%s canary %s is %sx stable %s > maxRatio %s", m, FormatValue(m, cv), FormatPlain(cv/sv), FormatValue(m, sv), b.raw)
-				}
-				fails = histFails
-			} else if b.name == BoundMaxIncrease {
-				fails = exceeds(cLo-sHi, b.limit)
-				msg = fmt.Sprintf("%s canary %s > stable %s + maxIncrease %s", m, e.canaryDesc(m, cv, cLo, "lower"), stable, b.raw)
-			} else {
-				fails = exceeds(cLo/sHi, b.limit)
-				msg = fmt.Sprintf("%s canary %s is %sx stable %s > maxRatio %s", m, e.canaryDesc(m, cv, cLo, "lower"), FormatPlain(cv/sv), stable, b.raw)
-			}
-		}
-		if fails {
-			cr.Bound, cr.Threshold = b.name, b.raw
-			cr.Verdict = VerdictFail
-			cr.Message = msg
-			return cr
-		}
-		if !applied {
-			applied = true
-			cr.Bound, cr.Threshold = b.name, b.raw
-		}
-	}
-	if !applied && len(skipped) > 0 {
-		cr.Verdict = VerdictInconclusive
-		cr.Message = fmt.Sprintf("%s canary %s: %s not applicable, %s", m, FormatValue(m, cv), strings.Join(skipped, " and "), skipReason)
-		return cr
-	}
-	cr.Verdict = VerdictPass
-	cr.Message = fmt.Sprintf("%s canary %s (%s)", m, FormatValue(m, cv), e.stableDesc(m, sv))
-	return cr
-}
-
-// canaryDesc prints a point estimate and, for shares, the interval end that
-// decided, so the message shows why a small sample did or did not fail.
-func (e evaluator) canaryDesc(metric string, point, decided float64, end string) string {
-	if !isShare(metric) {
-		return FormatValue(metric, point)
-	}
-	return fmt.Sprintf("%s (95%% %s bound %s)", FormatValue(metric, point), end, FormatValue(metric, decided))
 }
 
 // exceeds reports v > limit, tolerating float rounding so that a value equal
@@ -389,21 +197,6 @@ func value(s Sample, metric string, window time.Duration) float64 {
 	return v
 }
 
-// shareInterval is the Wilson score interval of a share metric. increase()
-// extrapolates, so counts are fractional and errors may exceed requests a
-// little; the share is clamped rather than rejected.
-func shareInterval(s Sample, metric string) (lo, hi float64) {
-	n := s.Requests
-	if !(n > 0) || math.IsNaN(s.Errors) {
-		return math.NaN(), math.NaN()
-	}
-	lo, hi = wilson(s.Errors, n)
-	if metric == MetricSuccessRate {
-		return 1 - hi, 1 - lo
-	}
-	return lo, hi
-}
-
 func clamp01(x float64) float64 {
 	return math.Min(1, math.Max(0, x))
 }
@@ -432,6 +225,9 @@ func FormatValue(metric string, v float64) string {
 func FormatPercent(f float64) string {
 	p := f * 100
 	r := math.Round(p*100) / 100
+	if p > 0 && p < 0.001 {
+		return "<0.001%" // an interval's end near zero, not a measured share
+	}
 	if r == 0 && p != 0 {
 		return strconv.FormatFloat(p, 'g', 2, 64) + "%"
 	}

@@ -90,16 +90,7 @@ func (h histogram) slowerThan(t float64) float64 {
 	return 0
 }
 
-// wilson is the Wilson score interval of k successes in n trials at the
-// package's one-sided 95% level.
-func wilson(k, n float64) (lo, hi float64) {
-	if !(n > 0) {
-		return math.NaN(), math.NaN()
-	}
-	p := clamp01(k / n)
-	z2 := wilsonZ * wilsonZ
-	denom := 1 + z2/n
-	center := (p + z2/(2*n)) / denom
-	half := wilsonZ / denom * math.Sqrt(p*(1-p)/n+z2/(4*n*n))
-	return math.Max(0, center-half), math.Min(1, center+half)
-}
+// Quantile estimates the q-quantile of cumulative buckets (in any order)
+// as PromQL's histogram_quantile does; NaN without data. Simulations feed
+// Evaluate the same quantiles Analyze would.
+func Quantile(b []Bucket, q float64) float64 { return sortedHistogram(b).quantile(q) }

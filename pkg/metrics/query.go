@@ -132,10 +132,18 @@ func plan(req Request) []plannedQuery {
 				promql: bucketQuery(sel, window),
 			})
 		default:
-			qs = append(qs, customQueries(req, m, window)...)
+			qs = append(qs, customQueries(req, m, customWindow(req))...)
 		}
 	}
 	return qs
+}
+
+// customWindow is the window custom metrics are rendered with.
+func customWindow(req Request) string {
+	if req.CustomWindow > 0 {
+		return promDuration(req.CustomWindow)
+	}
+	return promDuration(req.Window)
 }
 
 func countQuery(sel, window string) string {

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -87,6 +88,65 @@ func TestQueriesRunsOnlyWhatTheChecksNeed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Queries(Request{Namespace: "ns", Stable: "a", Canary: "b", Window: time.Minute, Checks: tt.checks})
 			assertQueries(t, got, tt.want)
+		})
+	}
+}
+
+func TestQueriesRenderCustomMetricsWithTheCustomWindow(t *testing.T) {
+	const (
+		requests = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[%s]))`
+		errors   = `sum by (destination_workload_namespace, destination_workload) (increase(istio_requests_total{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b",response_code=~"5.."}[%s]))`
+		buckets  = `sum by (le, destination_workload_namespace, destination_workload) (increase(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="ns",destination_workload=~"a|b"}[%s]))`
+		stable   = `sum(rate(apdex_good{app="a"}[%s])) / sum(rate(apdex_total{app="a"}[%s]))`
+		canary   = `sum(rate(apdex_good{app="b"}[%s])) / sum(rate(apdex_total{app="b"}[%s]))`
+	)
+	tests := []struct {
+		name                 string
+		window, customWindow time.Duration
+		builtin, custom      string
+	}{
+		{
+			name:         "builtin queries count over the stage so far, custom ones over the custom window",
+			window:       7 * time.Minute,
+			customWindow: time.Minute,
+			builtin:      "420s",
+			custom:       "60s",
+		},
+		{
+			name:    "a zero custom window means the window",
+			window:  7 * time.Minute,
+			builtin: "420s",
+			custom:  "420s",
+		},
+		{
+			name:         "the custom window is rendered as whole seconds too",
+			window:       time.Minute,
+			customWindow: 1500 * time.Millisecond,
+			builtin:      "60s",
+			custom:       "2s",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Queries(Request{
+				Namespace: "ns", Stable: "a", Canary: "b", Window: tt.window, CustomWindow: tt.customWindow,
+				Checks: []policy.Check{
+					{Metric: MetricErrorRate, Max: pct("1%", 0.01)},
+					{Metric: "apdex", Min: num("0.9", 0.9)},
+					{Metric: MetricLatencyP95, MaxRatio: ratio(1.5)},
+				},
+				Metrics: map[string]policy.MetricQuery{
+					"apdex": {Query: `sum(rate(apdex_good{app="{{.Workload}}"}[{{.Window}}])) / sum(rate(apdex_total{app="{{.Workload}}"}[{{.Window}}]))`},
+				},
+			})
+			want := []string{
+				fmt.Sprintf(requests, tt.builtin),
+				fmt.Sprintf(errors, tt.builtin),
+				fmt.Sprintf(stable, tt.custom, tt.custom),
+				fmt.Sprintf(canary, tt.custom, tt.custom),
+				fmt.Sprintf(buckets, tt.builtin),
+			}
+			assertQueries(t, got, want)
 		})
 	}
 }
