@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/term"
 	appsv1 "k8s.io/api/apps/v1"
 
+	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 	"github.com/meshcanary/meshcanary/pkg/status"
 )
@@ -313,6 +315,10 @@ func statusTo(p *printer, doc statusDoc, now time.Time) {
 		p.println()
 		checksTo(p, a.Checks)
 	}
+	if a := doc.Analysis; a != nil && len(a.Forecast) > 0 {
+		p.println()
+		forecastTo(p, a.Forecast)
+	}
 	if len(doc.History) > 0 {
 		p.println()
 		p.println("Recent releases:")
@@ -351,12 +357,48 @@ func stageLine(doc statusDoc) string {
 	return s
 }
 
-// checksTo prints the last analysis' checks as a table.
+// checksTo prints the last analysis' checks as a table, with the counts
+// each verdict rests on.
 func checksTo(p *printer, checks []status.Check) {
 	t := p.table()
-	t.row("METRIC", "CANARY", "STABLE", "BOUND", "THRESHOLD", "VERDICT")
+	t.row("METRIC", "CANARY", "STABLE", "BOUND", "THRESHOLD", "VERDICT", "EVIDENCE")
 	for _, c := range checks {
-		t.row(c.Metric, formatMetric(c.Metric, c.Canary), formatMetric(c.Metric, c.Stable), orNone(c.Bound), orNone(c.Threshold), c.Verdict)
+		t.row(c.Metric, formatMetric(c.Metric, c.Canary), formatMetric(c.Metric, c.Stable), orNone(c.Bound), orNone(c.Threshold), c.Verdict, evidenceText(c.Evidence))
+	}
+	t.flush()
+}
+
+// evidenceText is "canary 5/40 5xx (2.1%–34.5%), stable 4/3960 (0.03%–0.3%),
+// limit 1.3%": the counts and their 95% anytime-valid intervals.
+func evidenceText(e *status.Evidence) string {
+	if e == nil {
+		return "<point values>"
+	}
+	s := fmt.Sprintf("canary %s/%s %s (%s–%s), stable %s/%s (%s–%s)",
+		formatCount(e.CanaryCount), formatCount(e.CanaryTotal), e.Counted, metrics.FormatPercent(e.CanaryLow), metrics.FormatPercent(e.CanaryHigh),
+		formatCount(e.StableCount), formatCount(e.StableTotal), metrics.FormatPercent(e.StableLow), metrics.FormatPercent(e.StableHigh))
+	if e.Limit != nil {
+		s += ", limit " + metrics.FormatPercent(*e.Limit)
+	}
+	return s
+}
+
+// forecastTo prints what each remaining stage can expect at the current
+// request rate, so a release too quiet for its plan says so.
+func forecastTo(p *printer, f []status.Forecast) {
+	t := p.table()
+	t.row("STAGE", "WEIGHT", "DURATION", "EXPECTED CANARY REQUESTS", "NEEDS", "CATCHES ERROR RATES FROM")
+	for _, s := range f {
+		needs := "its duration"
+		if s.NeedsSeconds > 0 {
+			needs = roundDuration(time.Duration(s.NeedsSeconds * float64(time.Second)))
+		}
+		catches := "none"
+		if s.Detectable != nil {
+			catches = metrics.FormatPercent(*s.Detectable)
+		}
+		t.row(strconv.Itoa(s.Stage), strconv.Itoa(s.Weight)+"%", roundDuration(time.Duration(s.DurationSeconds*float64(time.Second))),
+			formatCount(s.CanaryRequests), needs, catches)
 	}
 	t.flush()
 }

@@ -70,6 +70,26 @@ func TestStatusRendersForPeople(t *testing.T) {
 			},
 		},
 		{
+			name: "a quiet release shows each check's counts and what every stage can expect",
+			ann: func(t *testing.T) map[string]string {
+				a := lastAnalysis(now)
+				a.Checks[0].Evidence = &status.Evidence{Counted: "5xx", CanaryCount: 5, CanaryTotal: 40, StableCount: 4, StableTotal: 3960,
+					CanaryLow: 0.0206, CanaryHigh: 0.3455, StableLow: 0.0001, StableHigh: 0.0043, Limit: float(0.0143)}
+				a.Forecast = []status.Forecast{
+					{Stage: 2, Weight: 10, DurationSeconds: 300, CanaryRequests: 30, NeedsSeconds: 500, Detectable: float(0.108)},
+					{Stage: 3, Weight: 50, DurationSeconds: 300, CanaryRequests: 150},
+				}
+				return published(t, progressing(now), a, nil)
+			},
+			want: []string{
+				"canary 5/40 5xx (2.06%–34.55%), stable 4/3960 (0.01%–0.43%), limit 1.43%",
+				"<point values>",
+				"STAGE", "EXPECTED CANARY REQUESTS",
+				"2       10%      5m0s       30                         8m20s          10.8%",
+				"3       50%      5m0s       150                        its duration   none",
+			},
+		},
+		{
 			name: "the stage-duration annotation gives the time left",
 			ann: func(t *testing.T) map[string]string {
 				a := published(t, progressing(now), nil, nil)

@@ -192,7 +192,9 @@ func (c *Controller) analysisFor(ctx context.Context, job analysisJob) (analysis
 	if c.pool == nil {
 		return c.runAnalysis(ctx, job), true
 	}
-	if out, ok := c.pool.take(job.key, job.from); ok {
+	// A result is taken only for the same evidence and only when it
+	// looked past the last verdict already counted.
+	if out, ok := c.pool.take(job.key, job.from); ok && out.at.After(job.st.LastAnalysis) {
 		return out, true
 	}
 	c.pool.ask(job)
@@ -207,38 +209,28 @@ func (c *Controller) runAnalysis(ctx context.Context, job analysisJob) analysisO
 	return analysisOutcome{from: job.from, at: job.at, analysis: a, res: res, invalid: invalid}
 }
 
-// analyse asks Prometheus for one verdict over the window. A canary that
-// saw too few requests in the window is looked at again over the whole
-// stage so far: a 1% canary accumulates evidence instead of staying
-// inconclusive forever, and the window still never reaches back before the
-// stage began. A broken custom query is the user's to fix: it comes back as
-// an invalid-configuration message, not as an outage.
+// analyse asks Prometheus for one verdict over the stage's evidence so
+// far (window, ending now): the checks' confidence sequences stay sound
+// however often they look, so each verdict judges all of it, and a quiet
+// 1% canary accumulates evidence instead of staying inconclusive. Custom
+// metrics keep their per-interval window. A broken custom query is the
+// user's to fix: it comes back as an invalid-configuration message, not
+// as an outage.
 func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, window time.Duration, now time.Time) (stages.Analysis, *metrics.Result, string) {
-	// A lookback longer than the interval judges each interval over more
-	// traffic, still never reaching back before the stage began.
-	if lb := t.policy.Lookback.Duration; lb > window {
-		window = min(lb, now.Sub(st.StageStart))
-	}
 	req := metrics.Request{
-		Namespace:   t.stable.Namespace,
-		Stable:      t.stable.Name,
-		Canary:      t.canary.Name,
-		Window:      window,
-		At:          now,
-		Checks:      t.policy.ChecksFor(st.Stage),
-		Metrics:     t.policy.Metrics,
-		MinRequests: t.policy.MinRequests,
-		Observe:     ruleMetrics(t.policy),
+		Namespace:    t.stable.Namespace,
+		Stable:       t.stable.Name,
+		Canary:       t.canary.Name,
+		Window:       window,
+		CustomWindow: customWindow(t.policy, st, now),
+		CanaryWeight: st.Weight,
+		At:           now,
+		Checks:       t.policy.ChecksFor(st.Stage),
+		Metrics:      t.policy.Metrics,
+		MinRequests:  t.policy.MinRequests,
+		Observe:      ruleMetrics(t.policy),
 	}
 	res, err := c.cfg.Analyzer.Analyze(ctx, req)
-	if err == nil && res.Verdict == metrics.VerdictInconclusive && res.CanaryRequests < float64(req.MinRequests) {
-		if whole := now.Sub(st.StageStart); whole > window+time.Second {
-			req.Window = whole
-			if wider, werr := c.cfg.Analyzer.Analyze(ctx, req); werr == nil {
-				res = wider
-			}
-		}
-	}
 	if err != nil {
 		if metrics.IsUserError(err) {
 			c.cfg.Metrics.AnalysisErrors.WithLabelValues("user").Inc()
@@ -247,6 +239,36 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 		c.cfg.Metrics.AnalysisErrors.WithLabelValues("outage").Inc()
 		return stages.Analysis{Verdict: stages.Outage, Message: err.Error()}, nil, ""
 	}
+	c.publishAnalysis(t, req, res)
+	steps := stages.EffectivePlan(st, t.plan).Steps
+	if st.Stage >= 0 && st.Stage < len(steps) {
+		res.Forecast = metrics.Forecast(res, steps[st.Stage:], req.Checks, req.MinRequests)
+		for i := range res.Forecast {
+			res.Forecast[i].Stage += st.Stage
+		}
+	}
+	a := res.Analysis(now)
+	a.Forecast = metrics.ShortStages(res.Forecast, req.MinRequests)
+	return a, &res, ""
+}
+
+// customWindow is the window custom metrics are queried over: since the
+// last look, or the policy's lookback when longer, never reaching before
+// the stage began.
+func customWindow(p policy.Policy, st stages.State, now time.Time) time.Duration {
+	last := st.StageStart
+	if st.LastAnalysis.After(last) {
+		last = st.LastAnalysis
+	}
+	window := now.Sub(last)
+	if lb := p.Lookback.Duration; lb > window {
+		window = min(lb, now.Sub(st.StageStart))
+	}
+	return window
+}
+
+// publishAnalysis exports one analysis as the controller's metrics.
+func (c *Controller) publishAnalysis(t *target, req metrics.Request, res metrics.Result) {
 	ns, name := t.stable.Namespace, t.stable.Name
 	c.cfg.Metrics.Verdicts.WithLabelValues(ns, name, string(res.Verdict)).Inc()
 	for _, cr := range res.Checks {
@@ -257,14 +279,6 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 	for _, th := range metrics.Thresholds(req.Checks) {
 		c.cfg.Metrics.AnalysisThreshold.WithLabelValues(ns, name, th.Metric, th.Bound).Set(th.Value)
 	}
-	v := stages.Inconclusive
-	switch res.Verdict {
-	case metrics.VerdictPass:
-		v = stages.Pass
-	case metrics.VerdictFail:
-		v = stages.Fail
-	}
-	return stages.Analysis{Verdict: v, Message: res.Message}, &res, ""
 }
 
 // act performs the decision. The decision is recorded first, in the

@@ -25,18 +25,53 @@ type Analysis struct {
 	CanaryRequests float64   `json:"canaryRequests"`
 	StableRequests float64   `json:"stableRequests"`
 	Checks         []Check   `json:"checks,omitempty"`
+	// Forecast is what the remaining stages can expect at the analysed
+	// request rate.
+	Forecast []Forecast `json:"forecast,omitempty"`
+}
+
+// Forecast is one stage's expected evidence at the current request rate.
+type Forecast struct {
+	Stage           int     `json:"stage"`
+	Weight          int     `json:"weight"`
+	DurationSeconds float64 `json:"durationSeconds"`
+	CanaryRequests  float64 `json:"canaryRequests"`
+	// NeedsSeconds is how long the stage needs for minRequests canary
+	// requests, when longer than its duration.
+	NeedsSeconds float64 `json:"needsSeconds,omitempty"`
+	// Detectable is the smallest canary error rate the stage can catch
+	// within its duration; nil when it can catch none or there is no
+	// error-rate check.
+	Detectable *float64 `json:"detectable,omitempty"`
+}
+
+// Evidence is the counts behind a check and their anytime-valid 95%
+// intervals (see pkg/metrics).
+type Evidence struct {
+	Counted     string  `json:"counted"`
+	CanaryCount float64 `json:"canaryCount"`
+	CanaryTotal float64 `json:"canaryTotal"`
+	StableCount float64 `json:"stableCount"`
+	StableTotal float64 `json:"stableTotal"`
+	CanaryLow   float64 `json:"canaryLow"`
+	CanaryHigh  float64 `json:"canaryHigh"`
+	StableLow   float64 `json:"stableLow"`
+	StableHigh  float64 `json:"stableHigh"`
+	// Limit is the share the canary's interval was held against.
+	Limit *float64 `json:"limit,omitempty"`
 }
 
 // Check is one check's values against its bound. Values are in base units
 // (ratios, seconds, requests per second); nil means no data.
 type Check struct {
-	Metric    string   `json:"metric"`
-	Canary    *float64 `json:"canary,omitempty"`
-	Stable    *float64 `json:"stable,omitempty"`
-	Bound     string   `json:"bound,omitempty"`
-	Threshold string   `json:"threshold,omitempty"`
-	Verdict   string   `json:"verdict"`
-	Message   string   `json:"message,omitempty"`
+	Metric    string    `json:"metric"`
+	Canary    *float64  `json:"canary,omitempty"`
+	Stable    *float64  `json:"stable,omitempty"`
+	Bound     string    `json:"bound,omitempty"`
+	Threshold string    `json:"threshold,omitempty"`
+	Verdict   string    `json:"verdict"`
+	Message   string    `json:"message,omitempty"`
+	Evidence  *Evidence `json:"evidence,omitempty"`
 }
 
 // FromResult converts an analysis result for publishing.
@@ -53,9 +88,28 @@ func FromResult(r metrics.Result, at time.Time) Analysis {
 		a.Checks = append(a.Checks, Check{
 			Metric: c.Metric, Canary: finite(c.Canary), Stable: finite(c.Stable),
 			Bound: c.Bound, Threshold: c.Threshold, Verdict: string(c.Verdict), Message: c.Message,
+			Evidence: evidence(c.Evidence),
+		})
+	}
+	for _, f := range r.Forecast {
+		a.Forecast = append(a.Forecast, Forecast{
+			Stage: f.Stage, Weight: f.Weight, DurationSeconds: f.Duration.Seconds(),
+			CanaryRequests: f.CanaryRequests, NeedsSeconds: f.Needs.Seconds(), Detectable: finite(f.Detectable),
 		})
 	}
 	return a
+}
+
+func evidence(e *metrics.Evidence) *Evidence {
+	if e == nil {
+		return nil
+	}
+	return &Evidence{
+		Counted: e.Counted, CanaryCount: e.CanaryCount, CanaryTotal: e.CanaryTotal,
+		StableCount: e.StableCount, StableTotal: e.StableTotal,
+		CanaryLow: e.Canary.Lo, CanaryHigh: e.Canary.Hi, StableLow: e.Stable.Lo, StableHigh: e.Stable.Hi,
+		Limit: finite(e.Limit),
+	}
 }
 
 func finite(v float64) *float64 {
