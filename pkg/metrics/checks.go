@@ -7,36 +7,46 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/policy"
 )
 
-// holdShare holds the canary's interval c against one bound, stable's
-// interval s giving relative bounds their limit. A bound fails only when
-// even the end of the canary's interval most favourable to it is beyond
-// the limit most favourable to it, and passes only when the least
-// favourable ends are within: both versions' noise is inside the test.
-func holdShare(b bound, c, s Interval) (outcome, float64) {
-	var failLimit, passLimit float64
+// holdShare holds the canary's counts (k of n) against one bound, the
+// interval of stable's share s giving relative bounds their limit. A
+// bound fails on decisive evidence that the canary's share is beyond the
+// limit most favourable to it (stable's upper end), and passes on
+// decisive evidence that it is within the least favourable one (stable's
+// lower end): both versions' noise is inside the test. It returns the
+// outcome, the limit that failing is judged against, and the evidence.
+func holdShare(b bound, k, n float64, s Interval) (outcome, float64, float64) {
+	failLimit, passLimit := b.limit, b.limit
 	switch b.name {
-	case BoundMax:
-		failLimit, passLimit = b.limit, b.limit
 	case BoundMin:
-		switch {
-		case exceeds(b.limit, c.Hi):
-			return beyond, b.limit
-		case !exceeds(b.limit, c.Lo):
-			return within, b.limit
+		if e := EvidenceBelow(k, n, b.limit); Decisive(e) {
+			return beyond, b.limit, e
 		}
-		return undecided, b.limit
+		if Decisive(EvidenceAbove(k, n, b.limit)) {
+			return within, b.limit, 0
+		}
+		return lean(k/n < b.limit), b.limit, EvidenceBelow(k, n, b.limit)
 	case BoundMaxIncrease:
 		failLimit, passLimit = s.Hi+b.limit, s.Lo+b.limit
 	case BoundMaxRatio:
 		failLimit, passLimit = s.Hi*b.limit, s.Lo*b.limit
 	}
+	e := EvidenceAbove(k, n, failLimit)
 	switch {
-	case exceeds(c.Lo, failLimit):
-		return beyond, failLimit
-	case !exceeds(c.Hi, passLimit):
-		return within, failLimit
+	case Decisive(e):
+		return beyond, failLimit, e
+	case Decisive(EvidenceBelow(k, n, passLimit)):
+		return within, failLimit, e
 	}
-	return undecided, failLimit
+	return lean(k/n > failLimit), failLimit, e
+}
+
+// lean is an undecided outcome, leaning beyond the bound when the
+// estimate is already past it.
+func lean(past bool) outcome {
+	if past {
+		return leaning
+	}
+	return undecided
 }
 
 func isRelative(b bound) bool { return b.name == BoundMaxIncrease || b.name == BoundMaxRatio }
@@ -65,7 +75,7 @@ func (e evaluator) shareCheck(c policy.Check) CheckResult {
 		case isRelative(b) && missing != "":
 			r.outcome = undecided
 		default:
-			r.outcome, r.limit = holdShare(b, ev.Canary, ev.Stable)
+			r.outcome, r.limit, r.score = holdShare(b, ev.CanaryCount, ev.CanaryTotal, ev.Stable)
 			r.failMsg = shareFailMessage(m, b, canary, stable)
 		}
 		rs = append(rs, r)
@@ -200,15 +210,15 @@ func (e evaluator) holdLatency(cr *CheckResult, b bound, q float64, hc, hs histo
 	// Shares slower than T: pQ > T means a share above 1 − Q.
 	switch b.name {
 	case BoundMin:
-		r.outcome, _ = holdShare(bound{name: BoundMin, limit: 1 - q}, ev.Canary, ev.Stable)
+		r.outcome, _, r.score = holdShare(bound{name: BoundMin, limit: 1 - q}, ev.CanaryCount, ev.CanaryTotal, ev.Stable)
 		r.failMsg = fmt.Sprintf("%s canary %s < min %s (%s)", cr.Metric, latencyPoint(cr.Metric, cr.Canary, ev), b.raw, stable)
 		return r
 	case BoundMax:
-		r.outcome, _ = holdShare(bound{name: BoundMax, limit: 1 - q}, ev.Canary, ev.Stable)
+		r.outcome, _, r.score = holdShare(bound{name: BoundMax, limit: 1 - q}, ev.CanaryCount, ev.CanaryTotal, ev.Stable)
 		r.failMsg = fmt.Sprintf("%s canary %s > max %s (%s)", cr.Metric, latencyPoint(cr.Metric, cr.Canary, ev), b.raw, stable)
 		return r
 	}
-	r.outcome = holdRelativeLatency(1-q, ev)
+	r.outcome, r.score = holdRelativeLatency(1-q, ev)
 	r.failMsg = fmt.Sprintf("%s canary %s > %s: %s of canary requests slower vs %s of stable's (%s)", cr.Metric,
 		latencyPoint(cr.Metric, cr.Canary, ev), relativeLimitText(b, cr.Stable, t), FormatPercent(ev.CanaryCount/ev.CanaryTotal),
 		FormatPercent(ev.StableCount/ev.StableTotal), stable)
@@ -216,16 +226,19 @@ func (e evaluator) holdLatency(cr *CheckResult, b bound, q float64, hc, hs histo
 }
 
 // holdRelativeLatency fails a canary whose share slower than T is
-// confidently above 1 − Q and above stable's share; it passes one whose
-// share is confidently within either.
-func holdRelativeLatency(limit float64, ev Evidence) outcome {
+// decisively above 1 − Q and above stable's share; it passes one whose
+// share is decisively within either. The evidence returned is the weaker
+// of the two needed for failing.
+func holdRelativeLatency(limit float64, ev Evidence) (outcome, float64) {
+	k, n := ev.CanaryCount, ev.CanaryTotal
+	e := math.Min(EvidenceAbove(k, n, limit), EvidenceAbove(k, n, ev.Stable.Hi))
 	switch {
-	case exceeds(ev.Canary.Lo, limit) && exceeds(ev.Canary.Lo, ev.Stable.Hi):
-		return beyond
-	case !exceeds(ev.Canary.Hi, limit) || !exceeds(ev.Canary.Hi, ev.Stable.Lo):
-		return within
+	case Decisive(e):
+		return beyond, e
+	case Decisive(EvidenceBelow(k, n, limit)) || Decisive(EvidenceBelow(k, n, ev.Stable.Lo)):
+		return within, e
 	}
-	return undecided
+	return lean(k/n > limit && k/n > ev.Stable.Hi), e
 }
 
 func relativeLimitText(b bound, sv, t float64) string {

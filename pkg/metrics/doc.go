@@ -65,32 +65,36 @@
 // # Evaluation: sequential tests on counted shares
 //
 // The controller looks at a stage every interval, each time over all of
-// the stage's traffic so far. Each share is judged with an anytime-valid
-// confidence sequence (ShareInterval: the Beta(½,½)-mixture likelihood
-// ratio of Robbins, at level Alpha): the chance that any of a stage's
-// intervals, however many are looked at, misses the true share is at most
-// Alpha, so looking every interval does not inflate false alarms, and
-// strong evidence decides on few requests. Every check returns Fail
-// (confidently beyond a bound), Pass (confidently within every bound) or
-// Inconclusive (not yet decided, or missing data), and every bound is held
-// with the end of each interval most favourable to the canary for Fail,
-// least favourable for Pass:
+// the stage's traffic so far, so every bound is a sequential test that
+// stays valid however often it is looked at. EvidenceAbove (EvidenceBelow)
+// is the likelihood of the counts under shares past the limit, mixed over
+// alternatives from ×1.1 to ×33 in odds, against their likelihood at the
+// limit: for any share within the limit it is a nonnegative
+// supermartingale, so it ever reaches 1/Alpha with probability at most
+// Alpha (Ville's inequality). A verdict is decisive at 1/Alpha; with
+// Alpha 0.2 and the default failureLimit of two failed verdicts on
+// separate traffic, a canary exactly at a bound is rolled back with
+// probability at most 4% per check and stage. ShareInterval, the
+// Beta(½,½)-mixture confidence sequence at the same level, gives stable's
+// range for relative bounds and the intervals messages show. Every check
+// returns Fail (decisively beyond a bound), Pass (decisively within every
+// bound) or Inconclusive (not yet decided, or missing data):
 //
 //   - error-rate and success-rate count 5xx (or the other responses) and
-//     requests of both versions. max: the canary's interval is above max;
-//     min: below min; maxIncrease: the canary's lower end is above stable's
-//     upper end + maxIncrease; maxRatio: above maxRatio × stable's upper
+//     requests. max: evidence above max; min: below min; maxIncrease: above
+//     the upper end of stable's interval + maxIncrease (passing: within its
+//     lower end + maxIncrease); maxRatio: above maxRatio × stable's upper
 //     end. Stable's noise is thus inside the test.
 //   - latency-pQ is decided on the histograms as a share: "pQ exceeds T"
 //     is "more than 1 − Q of the requests were slower than T", the count
-//     slower than T interpolated inside T's bucket. max and min hold the
-//     canary's share slower than the bound against 1 − Q (one-sample). For
-//     maxRatio and maxIncrease, T is stable's point quantile × maxRatio (+
-//     maxIncrease), and the canary fails only when its share slower than T
-//     is confidently above 1 − Q and above stable's share slower than the
-//     same T: a T that noise in stable set too low makes both versions
-//     look slow, and the comparison between them stays fair. Messages state
-//     the point quantiles and the counts.
+//     slower than T interpolated inside T's bucket. max and min test the
+//     canary's share slower than the bound against 1 − Q. For maxRatio
+//     and maxIncrease, T is stable's point quantile × maxRatio (or +
+//     maxIncrease), and the canary fails only on evidence that its share
+//     slower than T is above 1 − Q and above the upper end of stable's
+//     share slower than the same T: a T that noise in stable set too low
+//     makes both versions look slow, and the comparison stays fair.
+//     Messages state the point quantiles and the counts.
 //   - request-rate, custom metrics and latencies without a histogram are
 //     compared on their point values, as a window was before, and only
 //     once the canary served minRequests requests.
@@ -98,7 +102,8 @@
 // A Fail needs no minimum of requests. A window Fails if any check fails;
 // it Passes when no check fails, nothing is missing and the canary served
 // at least minRequests requests in it (Result.Evidence), even when some
-// checks are not yet confidently within their bounds; otherwise it is
+// checks are not yet decided (Result.Confident says when all passed
+// decisively, which alone clears an earlier failure); otherwise it is
 // Inconclusive, and Result.LowTraffic says when too few canary requests
 // are the only reason. The controller completes a stage only on a passing
 // verdict over the whole stage (see package stages).

@@ -71,6 +71,9 @@ type CheckResult struct {
 	Evidence *Evidence
 	// Missing says the check lacked data (not merely evidence).
 	Missing bool
+	// Leaning says the check is undecided with the canary's estimate
+	// already past a bound: the window cannot pass on it.
+	Leaning bool
 }
 
 // Evidence is the counts behind a check and their anytime-valid intervals.
@@ -83,9 +86,11 @@ type Evidence struct {
 	// Canary and Stable are the intervals of each version's share of
 	// counted requests (for success-rate, of successful ones).
 	Canary, Stable Interval
-	// Limit is the share the deciding bound held the canary's interval
-	// against.
+	// Limit is the share the deciding bound held the canary against.
 	Limit float64
+	// Score is the evidence that the canary's share is beyond Limit (see
+	// EvidenceAbove): the bound fails at 1/Alpha.
+	Score float64
 }
 
 // Result is one window's verdict.
@@ -100,11 +105,19 @@ type Result struct {
 	// Observed holds the values of Request.Observe's metrics.
 	Observed map[string]Observed
 	// Evidence says the window is enough to complete a stage on: the
-	// canary served at least minRequests requests in it and no check
-	// lacked data. A Fail needs no minimum: strong evidence decides early.
+	// canary served at least minRequests requests in it, no check lacked
+	// data and none leans past its bound. A Fail needs no minimum: strong
+	// evidence decides early.
 	Evidence bool
 	// LowTraffic says the canary served fewer than minRequests requests.
 	LowTraffic bool
+	// AwaitingEvidence says an Inconclusive window lacks only evidence
+	// (too few canary requests, or a check leaning past its bound but not
+	// yet decided), not data.
+	AwaitingEvidence bool
+	// Confident says every check passed on decisive evidence, not merely
+	// failed to fail: only that clears an earlier failed verdict.
+	Confident bool
 	// Forecast is what the remaining stages can expect at this window's
 	// request rate; the controller fills it in.
 	Forecast []StageForecast

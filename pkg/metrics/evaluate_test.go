@@ -68,8 +68,8 @@ func TestEvaluate(t *testing.T) {
 			stable:        served(1000, 1),
 			checks:        []policy.Check{errorRateMax1},
 			minRequests:   50,
-			verdict:       VerdictPass,
-			message:       "no check failing: error-rate canary 1.67% (1/60, 95% interval 0.0031%–13.23%) not yet decided against max 1% (stable 0.1% (1/1000, 95% interval <0.001%–1%))",
+			verdict:       VerdictInconclusive,
+			message:       "inconclusive: error-rate canary 1.67% (1/60, 80% interval 0.01%–10.87%) past max 1% by its estimate, not yet decided (stable 0.1% (1/1000, 80% interval <0.001%–0.84%))",
 			checkVerdicts: []Verdict{VerdictInconclusive},
 			bounds:        []string{BoundMax},
 			missing:       []bool{false},
@@ -81,7 +81,7 @@ func TestEvaluate(t *testing.T) {
 			checks:        []policy.Check{errorRateMax1},
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 5% (25/500, 95% interval 2.26%–9.24%) > max 1% (stable 0.2% (10/5000, 95% interval 0.04%–0.55%))",
+			message:       "error-rate canary 5% (25/500, 80% interval 2.51%–8.67%) > max 1% (stable 0.2% (10/5000, 80% interval 0.05%–0.51%))",
 			checkVerdicts: []Verdict{VerdictFail},
 			bounds:        []string{BoundMax},
 		},
@@ -94,7 +94,7 @@ func TestEvaluate(t *testing.T) {
 			checks:        []policy.Check{errorRateMax1},
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 100% (12/12, 95% interval 66.92%–100%) > max 1% (stable 0% (0/1200, 95% interval 0%–0.59%))",
+			message:       "error-rate canary 100% (12/12, 80% interval 75.11%–100%) > max 1% (stable 0% (0/1200, 80% interval 0%–0.48%))",
 			lowTraffic:    true,
 			checkVerdicts: []Verdict{VerdictFail},
 			bounds:        []string{BoundMax},
@@ -106,7 +106,7 @@ func TestEvaluate(t *testing.T) {
 			checks:        []policy.Check{errorRateMax1},
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 12.5% (5/40, 95% interval 2.06%–34.55%) > max 1% (stable 0% (0/1200, 95% interval 0%–0.59%))",
+			message:       "error-rate canary 12.5% (5/40, 80% interval 2.88%–30.76%) > max 1% (stable 0% (0/1200, 80% interval 0%–0.48%))",
 			lowTraffic:    true,
 			checkVerdicts: []Verdict{VerdictFail},
 			bounds:        []string{BoundMax},
@@ -114,13 +114,13 @@ func TestEvaluate(t *testing.T) {
 		{
 			// 2 of 10 reach down to 0.94%: a 20% point estimate is not
 			// yet evidence against max 1%.
-			name:          "a canary with two errors in ten requests is not yet decided and not failed",
-			canary:        served(10, 2),
+			name:          "a canary with one error in ten requests is not yet decided and not failed",
+			canary:        served(10, 1),
 			stable:        served(1200, 0),
 			checks:        []policy.Check{errorRateMax1},
 			minRequests:   50,
 			verdict:       VerdictInconclusive,
-			message:       "inconclusive: canary served 10 requests < minRequests 50; error-rate canary 20% (2/10, 95% interval 0.94%–65.75%) not yet decided against max 1% (stable 0% (0/1200, 95% interval 0%–0.59%))",
+			message:       "inconclusive: canary served 10 requests < minRequests 50; error-rate canary 10% (1/10, 80% interval 0.19%–45.78%) past max 1% by its estimate, not yet decided (stable 0% (0/1200, 80% interval 0%–0.48%))",
 			lowTraffic:    true,
 			checkVerdicts: []Verdict{VerdictInconclusive},
 			bounds:        []string{BoundMax},
@@ -134,7 +134,7 @@ func TestEvaluate(t *testing.T) {
 			checks:        []policy.Check{{Metric: MetricSuccessRate, Min: pct("50%", 0.5)}},
 			minRequests:   50,
 			verdict:       VerdictInconclusive,
-			message:       "inconclusive: canary served 40 requests < minRequests 50; success-rate canary 100% (40/40, 95% interval 87.34%–100%) within min 50% (stable 100% (1200/1200, 95% interval 99.41%–100%))",
+			message:       "inconclusive: canary served 40 requests < minRequests 50; success-rate canary 100% (40/40, 80% interval 90.42%–100%) within min 50% (stable 100% (1200/1200, 80% interval 99.52%–100%))",
 			lowTraffic:    true,
 			checkVerdicts: []Verdict{VerdictPass},
 		},
@@ -145,7 +145,7 @@ func TestEvaluate(t *testing.T) {
 			checks:      []policy.Check{errorRateMax1},
 			minRequests: 50,
 			verdict:     VerdictInconclusive,
-			message:     "inconclusive: canary served 49 requests < minRequests 50; error-rate canary 0% (0/49, 95% interval 0%–10.52%) not yet decided against max 1% (stable 0% (0/1000, 95% interval 0%–0.7%))",
+			message:     "inconclusive: canary served 49 requests < minRequests 50; error-rate canary 0% (0/49, 80% interval 0%–7.99%) not yet decided against max 1% (stable 0% (0/1000, 80% interval 0%–0.56%))",
 			lowTraffic:  true,
 		},
 		{
@@ -198,7 +198,7 @@ func TestEvaluate(t *testing.T) {
 			canaryWeight:  100,
 			minRequests:   50,
 			verdict:       VerdictPass,
-			message:       "all 2 checks passed: error-rate canary 0.1% (3/3000, 95% interval 0.0034%–0.5%) within max 1% (stable served no requests), latency-p95 canary 80ms within its absolute bounds (none; relative bounds dropped) (stable served no requests)",
+			message:       "all 2 checks passed: error-rate canary 0.1% (3/3000, 80% interval 0.01%–0.44%) within max 1% (stable served no requests), latency-p95 canary 80ms within its absolute bounds (none; relative bounds dropped) (stable served no requests)",
 			checkVerdicts: []Verdict{VerdictPass, VerdictPass},
 			bounds:        []string{BoundMax, ""},
 			missing:       []bool{false, false},
@@ -214,7 +214,7 @@ func TestEvaluate(t *testing.T) {
 			canaryWeight:  10,
 			minRequests:   50,
 			verdict:       VerdictInconclusive,
-			message:       "inconclusive: error-rate canary 0.1% (3/3000, 95% interval 0.0034%–0.5%): maxIncrease not judged, stable has no requests while the canary has 10% of traffic; latency-p95 canary 80ms: maxRatio not judged, stable has no requests while the canary has 10% of traffic",
+			message:       "inconclusive: error-rate canary 0.1% (3/3000, 80% interval 0.01%–0.44%): maxIncrease not judged, stable has no requests while the canary has 10% of traffic; latency-p95 canary 80ms: maxRatio not judged, stable has no requests while the canary has 10% of traffic",
 			checkVerdicts: []Verdict{VerdictInconclusive, VerdictInconclusive},
 			missing:       []bool{true, true},
 		},
@@ -241,7 +241,7 @@ func TestEvaluate(t *testing.T) {
 			canaryWeight:  100,
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 10% (300/3000, 95% interval 8.05%–12.21%) > max 1% (stable served no requests)",
+			message:       "error-rate canary 10% (300/3000, 80% interval 8.23%–11.97%) > max 1% (stable served no requests)",
 			checkVerdicts: []Verdict{VerdictFail},
 			bounds:        []string{BoundMax},
 			missing:       []bool{false},
@@ -256,7 +256,7 @@ func TestEvaluate(t *testing.T) {
 			canaryWeight:  50,
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 10% (300/3000, 95% interval 8.05%–12.21%) > max 1% (stable no data)",
+			message:       "error-rate canary 10% (300/3000, 80% interval 8.23%–11.97%) > max 1% (stable no data)",
 			checkVerdicts: []Verdict{VerdictFail},
 			bounds:        []string{BoundMax},
 			missing:       []bool{false},
@@ -303,7 +303,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests:   50,
 			verdict:       VerdictPass,
-			message:       "no check failing: error-rate canary 0.2% (1/500, 95% interval <0.001%–1.91%) not yet decided against maxRatio 2x (stable 0% (0/5000, 95% interval 0%–0.16%))",
+			message:       "no check failing: error-rate canary 0.2% (1/500, 80% interval <0.001%–1.6%) not yet decided against maxRatio 2x (stable 0% (0/5000, 80% interval 0%–0.13%))",
 			checkVerdicts: []Verdict{VerdictInconclusive},
 			bounds:        []string{BoundMaxRatio},
 		},
@@ -316,7 +316,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 5% (25/500, 95% interval 2.26%–9.24%) > maxRatio 2x × stable 0% (0/5000, 95% interval 0%–0.16%)",
+			message:       "error-rate canary 5% (25/500, 80% interval 2.51%–8.67%) > maxRatio 2x × stable 0% (0/5000, 80% interval 0%–0.13%)",
 			checkVerdicts: []Verdict{VerdictFail},
 			bounds:        []string{BoundMaxRatio},
 		},
@@ -330,8 +330,8 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests:   50,
 			verdict:       VerdictInconclusive,
-			message:       "inconclusive: error-rate canary 0% (0/500, 95% interval 0%–1.33%) not yet decided against max 1% (stable 0% (0/5000, 95% interval 0%–0.16%)); latency-p95 canary has no data (stable 100ms)",
-			checkVerdicts: []Verdict{VerdictInconclusive, VerdictInconclusive},
+			message:       "inconclusive: latency-p95 canary has no data (stable 100ms); error-rate canary 0% (0/500, 80% interval 0%–1.05%) within max 1% (stable 0% (0/5000, 80% interval 0%–0.13%))",
+			checkVerdicts: []Verdict{VerdictPass, VerdictInconclusive},
 			missing:       []bool{false, true},
 		},
 		{
@@ -356,7 +356,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 20% (100/500, 95% interval 14.17%–26.84%) > max 1% (stable 0.1% (5/5000, 95% interval 0.01%–0.38%))",
+			message:       "error-rate canary 20% (100/500, 80% interval 14.79%–26%) > max 1% (stable 0.1% (5/5000, 80% interval 0.01%–0.35%))",
 			checkVerdicts: []Verdict{VerdictInconclusive, VerdictFail},
 			missing:       []bool{true, false},
 		},
@@ -370,7 +370,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests: 50,
 			verdict:     VerdictFail,
-			message:     "error-rate canary 20% (100/500, 95% interval 14.17%–26.84%) > max 1% (stable 0.1% (5/5000, 95% interval 0.01%–0.38%)); latency-p95 canary 900ms > max 300ms (stable 100ms)",
+			message:     "error-rate canary 20% (100/500, 80% interval 14.79%–26%) > max 1% (stable 0.1% (5/5000, 80% interval 0.01%–0.35%)); latency-p95 canary 900ms > max 300ms (stable 100ms)",
 		},
 		{
 			// Fails only above stable's 1% + 1% (canary from 0.19%),
@@ -383,8 +383,8 @@ func TestEvaluate(t *testing.T) {
 				{Metric: MetricErrorRate, MaxIncrease: pct("1%", 0.01)},
 			},
 			minRequests:   50,
-			verdict:       VerdictPass,
-			message:       "no check failing: error-rate canary 3% (3/100, 95% interval 0.19%–12.29%) not yet decided against maxIncrease 1% (stable 0.1% (1/1000, 95% interval <0.001%–1%))",
+			verdict:       VerdictInconclusive,
+			message:       "inconclusive: error-rate canary 3% (3/100, 80% interval 0.31%–10.63%) past maxIncrease 1% by its estimate, not yet decided (stable 0.1% (1/1000, 80% interval <0.001%–0.84%))",
 			checkVerdicts: []Verdict{VerdictInconclusive},
 			bounds:        []string{BoundMaxIncrease},
 		},
@@ -399,8 +399,8 @@ func TestEvaluate(t *testing.T) {
 				{Metric: MetricErrorRate, MaxIncrease: pct("1%", 0.01)},
 			},
 			minRequests:   50,
-			verdict:       VerdictPass,
-			message:       "no check failing: error-rate canary 3% (30/1000, 95% interval 1.43%–5.4%) not yet decided against maxIncrease 1% (stable 0.1% (1/1000, 95% interval <0.001%–1%))",
+			verdict:       VerdictInconclusive,
+			message:       "inconclusive: error-rate canary 3% (30/1000, 80% interval 1.56%–5.1%) past maxIncrease 1% by its estimate, not yet decided (stable 0.1% (1/1000, 80% interval <0.001%–0.84%))",
 			checkVerdicts: []Verdict{VerdictInconclusive},
 			bounds:        []string{BoundMaxIncrease},
 		},
@@ -414,7 +414,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests:   50,
 			verdict:       VerdictFail,
-			message:       "error-rate canary 3% (90/3000, 95% interval 1.96%–4.34%) > stable 0.1% (3/3000, 95% interval 0.0034%–0.5%) + maxIncrease 1%",
+			message:       "error-rate canary 3% (90/3000, 80% interval 2.05%–4.19%) > stable 0.1% (3/3000, 80% interval 0.01%–0.44%) + maxIncrease 1%",
 			checkVerdicts: []Verdict{VerdictFail},
 			bounds:        []string{BoundMaxIncrease},
 		},
@@ -428,7 +428,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests:   50,
 			verdict:       VerdictPass,
-			message:       "1 check passed: error-rate canary 0.1% (3/3000, 95% interval 0.0034%–0.5%) within maxIncrease 1% (stable 0.1% (3/3000, 95% interval 0.0034%–0.5%))",
+			message:       "1 check passed: error-rate canary 0.1% (3/3000, 80% interval 0.01%–0.44%) within maxIncrease 1% (stable 0.1% (3/3000, 80% interval 0.01%–0.44%))",
 			checkVerdicts: []Verdict{VerdictPass},
 			bounds:        []string{BoundMaxIncrease},
 		},
@@ -441,7 +441,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests: 50,
 			verdict:     VerdictFail,
-			message:     "success-rate canary 95% (950/1000, 95% interval 92.08%–97.13%) < min 99% (stable 99.9% (4995/5000, 95% interval 99.62%–99.99%))",
+			message:     "success-rate canary 95% (950/1000, 80% interval 92.44%–96.93%) < min 99% (stable 99.9% (4995/5000, 80% interval 99.65%–99.99%))",
 		},
 		{
 			name:   "success-rate a little below min on a small sample does not fail",
@@ -451,8 +451,8 @@ func TestEvaluate(t *testing.T) {
 				{Metric: MetricSuccessRate, Min: pct("99%", 0.99)},
 			},
 			minRequests:   50,
-			verdict:       VerdictPass,
-			message:       "no check failing: success-rate canary 98% (98/100, 95% interval 89.53%–99.95%) not yet decided against min 99% (stable 99.9% (4995/5000, 95% interval 99.62%–99.99%))",
+			verdict:       VerdictInconclusive,
+			message:       "inconclusive: success-rate canary 98% (98/100, 80% interval 91.11%–99.9%) past min 99% by its estimate, not yet decided (stable 99.9% (4995/5000, 80% interval 99.65%–99.99%))",
 			checkVerdicts: []Verdict{VerdictInconclusive},
 		},
 		{
@@ -537,7 +537,7 @@ func TestEvaluate(t *testing.T) {
 			},
 			minRequests:   50,
 			verdict:       VerdictPass,
-			message:       "all 2 checks passed: error-rate canary 0.1% (1/1000, 95% interval <0.001%–1%) within max 1% (stable 0.1% (9/9000, 95% interval 0.02%–0.29%)), latency-p95 canary 80ms within maxRatio 1.2x (stable 78ms)",
+			message:       "all 2 checks passed: error-rate canary 0.1% (1/1000, 80% interval <0.001%–0.84%) within max 1% (stable 0.1% (9/9000, 80% interval 0.02%–0.27%)), latency-p95 canary 80ms within maxRatio 1.2x (stable 78ms)",
 			checkVerdicts: []Verdict{VerdictPass, VerdictPass},
 		},
 		{
@@ -550,8 +550,8 @@ func TestEvaluate(t *testing.T) {
 				{Metric: MetricRequestRate, Min: num("1", 1)},
 			},
 			minRequests:   50,
-			verdict:       VerdictPass,
-			message:       "no check failing: request-rate canary 2/s within min 1 (stable 33.33/s); error-rate canary 1.67% (1/60, 95% interval 0.0031%–13.23%) not yet decided against max 1% (stable 0.1% (1/1000, 95% interval <0.001%–1%))",
+			verdict:       VerdictInconclusive,
+			message:       "inconclusive: error-rate canary 1.67% (1/60, 80% interval 0.01%–10.87%) past max 1% by its estimate, not yet decided (stable 0.1% (1/1000, 80% interval <0.001%–0.84%)); request-rate canary 2/s within min 1 (stable 33.33/s)",
 			checkVerdicts: []Verdict{VerdictInconclusive, VerdictPass},
 		},
 		{
@@ -680,10 +680,10 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			canary:       timed(logNormal(18, 40, 0.6), []float64{140, 180}),
 			check:        p95(policy.Check{MaxRatio: ratio(1.5)}),
 			minRequests:  20,
-			verdict:      VerdictPass,
+			verdict:      VerdictInconclusive,
 			checkVerdict: VerdictInconclusive,
 			bound:        BoundMaxRatio,
-			message:      "no check failing: latency-p95 canary 200ms (1/20 slower than 199ms, 95% interval 0.02%–33.31%) not yet decided against maxRatio 1.5x (stable 132ms)",
+			message:      "inconclusive: latency-p95 canary 200ms (1/20 slower than 199ms, 80% interval 0.07%–27.51%) past maxRatio 1.5x by its estimate, not yet decided (stable 132ms)",
 		},
 		{
 			// Median 250ms: 1 request up to 100ms, 10 up to 250ms, 18 up
@@ -697,7 +697,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMaxRatio,
-			message:      "latency-p95 canary 750ms (13/20 slower than 199ms, 95% interval 31.83%–90.57%) > maxRatio 1.5x × stable 132ms = 199ms: 65.42% of canary requests slower vs 2.24% of stable's (stable 132ms)",
+			message:      "latency-p95 canary 750ms (13/20 slower than 199ms, 80% interval 36.84%–87.78%) > maxRatio 1.5x × stable 132ms = 199ms: 65.42% of canary requests slower vs 2.24% of stable's (stable 132ms)",
 		},
 		{
 			// Median 200ms: 129 up to 250ms, 187 up to 500ms, 199 up to
@@ -710,7 +710,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMax,
-			message:      "latency-p95 canary 625ms (59/200 slower than 300ms, 95% interval 19.55%–41.41%) > max 300ms (stable 132ms)",
+			message:      "latency-p95 canary 625ms (59/200 slower than 300ms, 80% interval 20.72%–39.88%) > max 300ms (stable 132ms)",
 		},
 		{
 			// 94 fast requests (all under 250ms) and 6 at 600ms: p95 =
@@ -720,10 +720,10 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			canary:       timed(logNormal(94, 40, 0.6), repeat(6, 600)),
 			check:        p95(policy.Check{Max: secs("300ms", 0.3)}),
 			minRequests:  50,
-			verdict:      VerdictPass,
+			verdict:      VerdictInconclusive,
 			checkVerdict: VerdictInconclusive,
 			bound:        BoundMax,
-			message:      "no check failing: latency-p95 canary 583ms (6/100 slower than 300ms, 95% interval 1.07%–17.11%) not yet decided against max 300ms (stable 132ms)",
+			message:      "inconclusive: latency-p95 canary 583ms (6/100 slower than 300ms, 80% interval 1.43%–15.26%) past max 300ms by its estimate, not yet decided (stable 132ms)",
 		},
 		{
 			// The same 6% twenty times over: 1878 up to 250ms and 2 of
@@ -735,10 +735,10 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			canary:       timed(logNormal(1880, 40, 0.6), repeat(120, 600)),
 			check:        p95(policy.Check{Max: secs("300ms", 0.3)}),
 			minRequests:  50,
-			verdict:      VerdictPass,
+			verdict:      VerdictInconclusive,
 			checkVerdict: VerdictInconclusive,
 			bound:        BoundMax,
-			message:      "no check failing: latency-p95 canary 583ms (121/2000 slower than 300ms, 95% interval 4.28%–8.29%) not yet decided against max 300ms (stable 132ms)",
+			message:      "inconclusive: latency-p95 canary 583ms (121/2000 slower than 300ms, 80% interval 4.45%–8.04%) past max 300ms by its estimate, not yet decided (stable 132ms)",
 		},
 		{
 			// Ten times more: 18779 fast ones up to 250ms and 21 in
@@ -751,7 +751,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMax,
-			message:      "latency-p95 canary 583ms (1216/20000 slower than 300ms, 95% interval 5.42%–6.79%) > max 300ms (stable 132ms)",
+			message:      "latency-p95 canary 583ms (1216/20000 slower than 300ms, 80% interval 5.48%–6.73%) > max 300ms (stable 132ms)",
 		},
 		{
 			// A canary answering from an empty cache: 500 requests around
@@ -764,7 +764,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMin,
-			message:      "latency-p50 canary 324µs (0/500 slower than 5ms, 95% interval 0%–1.33%) < min 5ms (stable 42ms)",
+			message:      "latency-p50 canary 324µs (0/500 slower than 5ms, 80% interval 0%–1.05%) < min 5ms (stable 42ms)",
 		},
 		{
 			// Same on p95: 0 of 500 slower than 5ms, up to 1.33% < 5%.
@@ -776,7 +776,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMin,
-			message:      "latency-p95 canary 894µs (0/500 slower than 5ms, 95% interval 0%–1.33%) < min 5ms (stable 132ms)",
+			message:      "latency-p95 canary 894µs (0/500 slower than 5ms, 80% interval 0%–1.05%) < min 5ms (stable 132ms)",
 		},
 		{
 			// 0 of 20 slower than 5ms reach up to 22.4%: such a canary's
@@ -785,10 +785,10 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			canary:       timed(logNormal(20, 0.4, 0.3)),
 			check:        p95(policy.Check{Min: secs("5ms", 0.005)}),
 			minRequests:  20,
-			verdict:      VerdictPass,
+			verdict:      VerdictInconclusive,
 			checkVerdict: VerdictInconclusive,
 			bound:        BoundMin,
-			message:      "no check failing: latency-p95 canary 900µs (0/20 slower than 5ms, 95% interval 0%–22.4%) not yet decided against min 5ms (stable 132ms)",
+			message:      "inconclusive: latency-p95 canary 900µs (0/20 slower than 5ms, 80% interval 0%–16.83%) past min 5ms by its estimate, not yet decided (stable 132ms)",
 		},
 		{
 			// 1999 of 2000 slower than 5ms: from 99.48%, far above 5%.
@@ -799,7 +799,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictPass,
 			checkVerdict: VerdictPass,
 			bound:        BoundMin,
-			message:      "1 check passed: latency-p95 canary 132ms (1999/2000 slower than 5ms, 95% interval 99.48%–100%) within min 5ms (stable 132ms)",
+			message:      "1 check passed: latency-p95 canary 132ms (1999/2000 slower than 5ms, 80% interval 99.56%–100%) within min 5ms (stable 132ms)",
 		},
 		{
 			// Median 250ms, 50 requests: 3 up to 100ms, 25 up to 250ms,
@@ -813,7 +813,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMaxIncrease,
-			message:      "latency-p50 canary 250ms (40/50 slower than 142ms, 95% interval 60.74%–94.67%) > stable 42ms + maxIncrease 100ms = 142ms: 81.81% of canary requests slower vs 4.62% of stable's (stable 42ms)",
+			message:      "latency-p50 canary 250ms (40/50 slower than 142ms, 80% interval 64.1%–93.4%) > stable 42ms + maxIncrease 100ms = 142ms: 81.81% of canary requests slower vs 4.62% of stable's (stable 42ms)",
 		},
 		{
 			// Median 150ms, 20 requests: 5 up to 100ms, 16 up to 250ms, so
@@ -824,10 +824,10 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			canary:       timed(logNormal(20, 150, 0.6)),
 			check:        p50(policy.Check{MaxIncrease: secs("100ms", 0.1)}),
 			minRequests:  20,
-			verdict:      VerdictPass,
+			verdict:      VerdictInconclusive,
 			checkVerdict: VerdictInconclusive,
 			bound:        BoundMaxIncrease,
-			message:      "no check failing: latency-p50 canary 168ms (11/20 slower than 142ms, 95% interval 26.92%–87.27%) not yet decided against maxIncrease 100ms (stable 42ms)",
+			message:      "inconclusive: latency-p50 canary 168ms (11/20 slower than 142ms, 80% interval 31.61%–83.99%) past maxIncrease 100ms by its estimate, not yet decided (stable 42ms)",
 		},
 		{
 			// The 750ms canary's p95 is above max 700ms, but only
@@ -841,7 +841,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMaxRatio,
-			message:      "latency-p95 canary 750ms (13/20 slower than 199ms, 95% interval 31.83%–90.57%) > maxRatio 1.5x × stable 132ms = 199ms: 65.42% of canary requests slower vs 2.24% of stable's (stable 132ms)",
+			message:      "latency-p95 canary 750ms (13/20 slower than 199ms, 80% interval 36.84%–87.78%) > maxRatio 1.5x × stable 132ms = 199ms: 65.42% of canary requests slower vs 2.24% of stable's (stable 132ms)",
 		},
 		{
 			// Median 120ms, three times stable's 40ms: of 300 requests
@@ -856,7 +856,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMaxRatio,
-			message:      "latency-p95 canary 400ms (85/300 slower than 199ms, 95% interval 20.05%–38.05%) > maxRatio 1.5x × stable 132ms = 199ms: 28.48% of canary requests slower vs 2.24% of stable's (stable 132ms)",
+			message:      "latency-p95 canary 400ms (85/300 slower than 199ms, 80% interval 21%–36.84%) > maxRatio 1.5x × stable 132ms = 199ms: 28.48% of canary requests slower vs 2.24% of stable's (stable 132ms)",
 		},
 		{
 			// Used to be inconclusive: a canary at 60% of traffic, stable
@@ -869,7 +869,7 @@ func TestEvaluateLatencyOnHistograms(t *testing.T) {
 			verdict:      VerdictFail,
 			checkVerdict: VerdictFail,
 			bound:        BoundMaxRatio,
-			message:      "latency-p95 canary 826ms (1948/3000 slower than 199ms, 95% interval 61.61%–68.22%) > maxRatio 1.5x × stable 132ms = 199ms: 64.96% of canary requests slower vs 2.24% of stable's (stable 132ms)",
+			message:      "latency-p95 canary 826ms (1948/3000 slower than 199ms, 80% interval 61.95%–67.9%) > maxRatio 1.5x × stable 132ms = 199ms: 64.96% of canary requests slower vs 2.24% of stable's (stable 132ms)",
 		},
 	}
 	for _, tt := range tests {
@@ -911,8 +911,10 @@ func TestEvaluateLatencyWithoutHistogramComparesPointEstimates(t *testing.T) {
 	stable := timed(logNormal(2000, 40, 0.6))
 	canary := timed(logNormal(18, 40, 0.6), []float64{140, 180})
 	check := []policy.Check{{Metric: MetricLatencyP95, MaxRatio: ratio(1.5)}}
-	if r := Evaluate(Samples{Canary: canary, Stable: stable, Window: time.Minute}, check, 20); r.Verdict != VerdictPass {
-		t.Fatalf("with histograms: %s %q, want Pass", r.Verdict, r.Message)
+	// With histograms it does not fail: the one slow request puts its
+	// estimate just past the bound, so the stage waits for more evidence.
+	if r := Evaluate(Samples{Canary: canary, Stable: stable, Window: time.Minute}, check, 20); r.Verdict != VerdictInconclusive || !r.AwaitingEvidence {
+		t.Fatalf("with histograms: %s %q, want Inconclusive awaiting evidence", r.Verdict, r.Message)
 	}
 	canary.Latency, stable.Latency = nil, nil
 	got := Evaluate(Samples{Canary: canary, Stable: stable, Window: time.Minute}, check, 20)
@@ -934,7 +936,7 @@ func TestEvaluateCheckResultCarriesValuesAndThreshold(t *testing.T) {
 	}, 50)
 	want := []CheckResult{
 		{Metric: MetricErrorRate, Canary: 0.05, Stable: 0.002, Bound: BoundMax, Threshold: "1%", Verdict: VerdictFail,
-			Message: "error-rate canary 5% (25/500, 95% interval 2.26%–9.24%) > max 1% (stable 0.2% (10/5000, 95% interval 0.04%–0.55%))"},
+			Message: "error-rate canary 5% (25/500, 80% interval 2.51%–8.67%) > max 1% (stable 0.2% (10/5000, 80% interval 0.05%–0.51%))"},
 		{Metric: MetricLatencyP95, Canary: 0.13, Stable: 0.1, Bound: BoundMaxRatio, Threshold: "1.2x", Verdict: VerdictFail,
 			Message: "latency-p95 canary 130ms is 1.3x stable 100ms > maxRatio 1.2x"},
 		{Metric: MetricRequestRate, Canary: 500.0 / 60, Stable: 5000.0 / 60, Bound: BoundMin, Threshold: "1", Verdict: VerdictPass,
@@ -947,7 +949,7 @@ func TestEvaluateCheckResultCarriesValuesAndThreshold(t *testing.T) {
 			CanaryCount: 25, CanaryTotal: 500,
 			StableCount: 10, StableTotal: 5000,
 			Canary: ShareInterval(25, 500), Stable: ShareInterval(10, 5000),
-			Limit: 0.01,
+			Limit: 0.01, Score: EvidenceAbove(25, 500, 0.01),
 		},
 		nil,
 		nil,
@@ -986,7 +988,7 @@ func TestEvaluateBelowMinRequestsStillReportsValues(t *testing.T) {
 	if c.Canary != 1.0/12 || c.Stable != 0 || c.Verdict != VerdictInconclusive || c.Missing {
 		t.Errorf("got %+v, want canary 1/12, stable 0, inconclusive and not missing", c)
 	}
-	const msg = "error-rate canary 8.33% (1/12, 95% interval 0.04%–48.15%) not yet decided against max 1% (stable 0% (0/1200, 95% interval 0%–0.59%))"
+	const msg = "error-rate canary 8.33% (1/12, 80% interval 0.14%–40.22%) past max 1% by its estimate, not yet decided (stable 0% (0/1200, 80% interval 0%–0.48%))"
 	if c.Message != msg {
 		t.Errorf("message:\n got %q\nwant %q", c.Message, msg)
 	}

@@ -127,5 +127,5 @@ func (r Result) Analysis(at time.Time) stages.Analysis {
 	case VerdictFail:
 		v = stages.Fail
 	}
-	return stages.Analysis{Verdict: v, Message: r.Message, At: at, LowTraffic: r.LowTraffic}
+	return stages.Analysis{Verdict: v, Message: r.Message, At: at, AwaitingEvidence: r.AwaitingEvidence, Confident: r.Confident}
 }

@@ -25,11 +25,11 @@ func Evaluate(s Samples, checks []policy.Check, minRequests int) Result {
 	// served nothing has shown nothing.
 	res.LowTraffic = !(s.Canary.Requests >= float64(max(minRequests, 1)))
 	var failed, open, passed []string
-	missing := math.IsNaN(s.Canary.Requests)
+	missing, leaning := math.IsNaN(s.Canary.Requests), false
 	for _, c := range checks {
 		cr := e.check(c)
 		res.Checks = append(res.Checks, cr)
-		missing = missing || cr.Missing
+		missing, leaning = missing || cr.Missing, leaning || cr.Leaning
 		switch cr.Verdict {
 		case VerdictFail:
 			failed = append(failed, cr.Message)
@@ -39,7 +39,8 @@ func Evaluate(s Samples, checks []policy.Check, minRequests int) Result {
 			open = append(open, cr.Message)
 		}
 	}
-	res.Evidence = !res.LowTraffic && !missing
+	res.Evidence = !res.LowTraffic && !missing && !leaning
+	res.AwaitingEvidence = (res.LowTraffic || leaning) && !missing && len(failed) == 0
 	switch {
 	case len(failed) > 0:
 		res.Verdict, res.Message = VerdictFail, strings.Join(failed, "; ")
@@ -48,6 +49,7 @@ func Evaluate(s Samples, checks []policy.Check, minRequests int) Result {
 		res.Message = "inconclusive: " + strings.Join(append(e.shortOf(res), append(open, passed...)...), "; ")
 	default:
 		res.Verdict, res.Message = VerdictPass, passMessage(passed, open)
+		res.Confident = len(open) == 0
 	}
 	return res
 }
@@ -136,6 +138,9 @@ type outcome int
 
 const (
 	undecided outcome = iota
+	// leaning is undecided with the estimate already past the bound: no
+	// failure yet, but no reason to move on either.
+	leaning
 	within
 	beyond
 	skipped // not applicable (stable gone at 100%, a zero stable for a ratio)
@@ -147,6 +152,8 @@ type boundResult struct {
 	outcome outcome
 	failMsg string
 	limit   float64
+	// score is the evidence that the canary is beyond the bound.
+	score float64
 }
 
 // verdictOf folds the bounds of one check: any bound beyond fails the
@@ -161,18 +168,19 @@ func verdictOf(cr *CheckResult, rs []boundResult) {
 		if r.outcome == beyond {
 			cr.Bound, cr.Threshold, cr.Verdict, cr.Message = r.b.name, r.b.raw, VerdictFail, r.failMsg
 			if cr.Evidence != nil {
-				cr.Evidence.Limit = r.limit
+				cr.Evidence.Limit, cr.Evidence.Score = r.limit, r.score
 			}
 			return
 		}
 		if applied == 0 {
 			cr.Bound, cr.Threshold = r.b.name, r.b.raw
 			if cr.Evidence != nil {
-				cr.Evidence.Limit = r.limit
+				cr.Evidence.Limit, cr.Evidence.Score = r.limit, r.score
 			}
 		}
 		applied++
 		allWithin = allWithin && r.outcome == within
+		cr.Leaning = cr.Leaning || r.outcome == leaning
 	}
 	cr.Verdict = VerdictInconclusive
 	if allWithin {
@@ -206,16 +214,18 @@ func summarize(cr *CheckResult, rs []boundResult, canary, stable, missing string
 		cr.Message = fmt.Sprintf("%s canary %s: %s not judged, %s", cr.Metric, canary, relativeNames(rs), missing)
 		return
 	}
-	switch cr.Verdict {
-	case VerdictPass:
+	switch {
+	case cr.Verdict == VerdictPass:
 		cr.Message = fmt.Sprintf("%s canary %s within %s (%s)", cr.Metric, canary, boundNames(rs), stable)
+	case cr.Leaning:
+		cr.Message = fmt.Sprintf("%s canary %s past %s by its estimate, not yet decided (%s)", cr.Metric, canary, boundNames(rs), stable)
 	default:
 		cr.Message = fmt.Sprintf("%s canary %s not yet decided against %s (%s)", cr.Metric, canary, boundNames(rs), stable)
 	}
 }
 
-// intervalText prints counts and their interval: "5/40, 95% interval
-// 2.1%–34.5%".
+// intervalText prints counts and their interval: "5/40, 80% interval
+// 2.9%–30.8%".
 func intervalText(k, n float64, iv Interval) string {
 	return fmt.Sprintf("%s/%s, %d%% interval %s–%s", formatCount(k), formatCount(n),
 		int(math.Round(100*(1-Alpha))), FormatPercent(iv.Lo), FormatPercent(iv.Hi))

@@ -67,12 +67,69 @@ func TestDetectable(t *testing.T) {
 		if d > prev || d <= 0.01 {
 			t.Errorf("Detectable(%v, 1%%) = %v after %v: want a share above 1%% that shrinks with n", n, d, prev)
 		}
-		if !math.IsInf(d, 1) && ShareInterval(d*n, n).Lo <= 0.01 {
+		if !math.IsInf(d, 1) && !Decisive(EvidenceAbove(d*n, n, 0.01)) {
 			t.Errorf("Detectable(%v, 1%%) = %v is not detected", n, d)
 		}
 		prev = d
 	}
 	if d := Detectable(0, 0.01); !math.IsInf(d, 1) {
 		t.Errorf("Detectable without requests = %v, want +Inf", d)
+	}
+}
+
+// A failed verdict must be rare for a canary exactly at its bound, however
+// often the stage is looked at: the evidence reaches 1/Alpha in at most
+// Alpha of seeded sequences, looked at every 10 requests; and it must
+// come quickly for a canary far beyond it.
+func TestEvidenceIsValidAtTheBoundAndQuickBeyondIt(t *testing.T) {
+	for _, limit := range []float64{0.01, 0.05, 0.5} {
+		for _, dir := range []struct {
+			name string
+			test func(k, n, limit float64) float64
+		}{{"above", EvidenceAbove}, {"below", EvidenceBelow}} {
+			rng := rand.New(rand.NewPCG(3, uint64(limit*1e4)))
+			const runs, looks, per = 400, 100, 10
+			decided := 0
+			for range runs {
+				k, n := 0.0, 0.0
+				for range looks {
+					for range per {
+						n++
+						if rng.Float64() < limit {
+							k++
+						}
+					}
+					if Decisive(dir.test(k, n, limit)) {
+						decided++
+						break
+					}
+				}
+			}
+			if rate := float64(decided) / runs; rate > Alpha {
+				t.Errorf("share at its limit %v: evidence %s decisive in %d of %d sequences (%.1f%% > %.0f%%)", limit, dir.name, decided, runs, 100*rate, 100*Alpha)
+			}
+		}
+	}
+	tests := []struct {
+		name       string
+		k, n, lim  float64
+		above, dec bool
+	}{
+		{"four errors in forty are decisively above 1.2%", 4, 40, 0.012, true, true},
+		{"one error in forty is not", 1, 40, 0.012, true, false},
+		{"no errors in five hundred are decisively below 1.2%", 0, 500, 0.012, false, true},
+		{"no errors in twenty are not", 0, 20, 0.012, false, false},
+		{"one event beyond a limit of zero is decisive", 1, 1000, 0, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := EvidenceBelow(tt.k, tt.n, tt.lim)
+			if tt.above {
+				e = EvidenceAbove(tt.k, tt.n, tt.lim)
+			}
+			if Decisive(e) != tt.dec {
+				t.Errorf("evidence %v, decisive %v, want %v", e, Decisive(e), tt.dec)
+			}
+		})
 	}
 }

@@ -334,13 +334,14 @@ func (x *decider) progress() {
 		return
 	}
 	elapsed := StageElapsed(*s, x.now)
-	if plan.StuckAfter > 0 && !s.StuckReported && !s.LowTraffic && elapsed >= step.Duration+plan.StuckAfter {
+	judged := !s.LastAnalysis.Before(stageEnd(*s, step))
+	complete := s.Phase == Progressing && elapsed >= step.Duration && judged && s.LastVerdict == Pass && s.Failures == 0 && s.Outages == 0
+	if !complete && plan.StuckAfter > 0 && !s.StuckReported && !s.AwaitingEvidence && elapsed >= step.Duration+plan.StuckAfter {
 		s.StuckReported = true
 		x.d.Events = append(x.d.Events, Event{Warning: true, Reason: ReasonRolloutStuck, Page: true,
 			Message: fmt.Sprintf("stage %s has not completed %s after its %s duration: %s", StageLabel(*s, plan), plan.StuckAfter, step.Duration, s.Message)})
 	}
-	judged := !s.LastAnalysis.Before(stageEnd(*s, step))
-	if s.Phase == Progressing && elapsed >= step.Duration && judged && s.LastVerdict == Pass && s.Failures == 0 && s.Outages == 0 {
+	if complete {
 		if ok, next, why := x.allowed(); !ok {
 			x.hold(why, next)
 			return
@@ -361,7 +362,7 @@ func (x *decider) progress() {
 		s.Stage++
 		s.StageStart, s.ScaleStart, s.PausedFor = time.Time{}, time.Time{}, 0
 		s.Passes, s.LastAnalysis, s.LastVerdict, s.StuckReported = 0, time.Time{}, "", false
-		s.EvidenceStart, s.LowTraffic = time.Time{}, false
+		s.EvidenceStart, s.AwaitingEvidence = time.Time{}, false
 		x.progress()
 		return
 	}
@@ -436,7 +437,7 @@ func (x *decider) startStage(step Step, want int32) {
 	s.StageStart, s.Failures, s.Outages, s.Passes = x.now, 0, 0, 0
 	s.StageDuration = step.Duration
 	s.LastAnalysis, s.LastVerdict, s.PausedFor = time.Time{}, "", 0
-	s.EvidenceStart, s.LowTraffic = time.Time{}, false
+	s.EvidenceStart, s.AwaitingEvidence = time.Time{}, false
 	s.Message = fmt.Sprintf("stage %s: canary weight %d%% with %d replicas for %s", StageLabel(*s, plan), step.Weight, want, step.Duration)
 	x.event(false, ReasonStageStarted, "%s", s.Message)
 	x.requeueAt(x.now.Add(plan.Interval))
@@ -457,7 +458,7 @@ func (x *decider) analysis(a Analysis) bool {
 		// analysis was asked for, and the next one starts there.
 		s.LastAnalysis = a.At
 	}
-	s.LowTraffic = a.LowTraffic && a.Verdict == Inconclusive
+	s.AwaitingEvidence = a.AwaitingEvidence && a.Verdict == Inconclusive
 	x.warnLowTraffic(a)
 	prefix := fmt.Sprintf("stage %s (%d%%): ", StageLabel(*s, x.obs.Plan), s.Weight)
 	prev := s.LastVerdict
@@ -476,7 +477,10 @@ func (x *decider) verdict(a Analysis, prev Verdict, prefix string) bool {
 	switch a.Verdict {
 	case Pass:
 		s.Passes++
-		s.Failures, s.Outages = 0, 0
+		s.Outages = 0
+		if a.Confident {
+			s.Failures = 0
+		}
 		if prev != Pass {
 			x.event(false, ReasonAnalysisPassed, "%s", s.Message)
 		}

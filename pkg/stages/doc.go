@@ -43,7 +43,7 @@
 //     after its whole duration (pauses not counted) on a passing last
 //     verdict, which covers the stage's evidence up to its end: the caller's
 //     Pass means no check failing, nothing missing and enough requests. A
-//     stage short only of requests (Analysis.LowTraffic) is waiting, not
+//     stage short only of evidence (Analysis.AwaitingEvidence) is waiting, not
 //     stuck; a Forecast of too little traffic is said once per release.
 //   - Metrics outages hold the rollout; OutageLimit consecutive outages roll
 //     back. Nothing is ever promoted without a passing verdict ending every

@@ -41,6 +41,47 @@ func TestEvidenceRules(t *testing.T) {
 				t.Fatalf("phase %s after fail, inconclusive, fail with failureLimit 2", w.st.Phase)
 			}
 		},
+		"a pass that only failed to fail does not clear a failed verdict, and the stage waits": func(t *testing.T) {
+			w := newWorld(t, Step{Weight: 10, Duration: 30 * time.Second}, Step{Weight: 100, Duration: 30 * time.Second})
+			w.atStage(10)
+			w.tick(10*time.Second, Fail)
+			w.shape = func(a *Analysis) { a.Confident = false }
+			for range 6 {
+				w.tick(10*time.Second, Pass)
+			}
+			if w.st.Failures != 1 || w.st.Stage != 0 {
+				t.Fatalf("failures %d stage %d after undecided passes, want the failure kept and the stage held", w.st.Failures, w.st.Stage)
+			}
+			w.tick(10*time.Second, Fail)
+			if w.st.Phase != RolledBack {
+				t.Fatalf("phase %s after a second failure separated by undecided passes", w.st.Phase)
+			}
+		},
+		"a decisive pass clears a failed verdict and lets the stage complete": func(t *testing.T) {
+			w := newWorld(t, Step{Weight: 10, Duration: 30 * time.Second}, Step{Weight: 100, Duration: 30 * time.Second})
+			w.atStage(10)
+			w.tick(10*time.Second, Fail)
+			for range 3 {
+				w.tick(10*time.Second, Pass)
+			}
+			if w.st.Failures != 0 || w.st.Stage != 1 {
+				t.Fatalf("failures %d stage %d after decisive passes", w.st.Failures, w.st.Stage)
+			}
+		},
+		"a stage waiting for evidence is not reported stuck in the decision that completes it": func(t *testing.T) {
+			w := newWorld(t)
+			w.obs.Plan.StuckAfter = time.Minute
+			w.shape = func(a *Analysis) { a.AwaitingEvidence = true }
+			w.atStage(1)
+			for range 30 {
+				w.tick(10*time.Second, Inconclusive)
+			}
+			w.shape = nil
+			w.tick(10*time.Second, Pass)
+			if n := countReason(w.events, ReasonRolloutStuck); n != 0 || w.st.Stage != 1 {
+				t.Fatalf("%d RolloutStuck events, stage %d", n, w.st.Stage)
+			}
+		},
 		"a stage does not complete when its last verdict lacks data, even after passes": func(t *testing.T) {
 			w := newWorld(t, Step{Weight: 10, Duration: 30 * time.Second}, Step{Weight: 100, Duration: 30 * time.Second})
 			w.atStage(10)
@@ -59,7 +100,7 @@ func TestEvidenceRules(t *testing.T) {
 		"a stage waiting for the canary's minimum of requests is not reported stuck": func(t *testing.T) {
 			w := newWorld(t)
 			w.obs.Plan.StuckAfter = time.Minute
-			w.shape = func(a *Analysis) { a.LowTraffic = true }
+			w.shape = func(a *Analysis) { a.AwaitingEvidence = true }
 			w.atStage(1)
 			for range 60 {
 				w.tick(10*time.Second, Inconclusive)

@@ -27,7 +27,7 @@ func (w *world) tickFailing(d time.Duration, v Verdict, f failAt) Decision {
 	w.obs.Analysis = nil
 	w.obs.Rules = nil
 	if due, _ := AnalysisDue(w.st, EffectivePlan(w.st, w.obs.Plan), w.now); due && v != "" {
-		w.obs.Analysis = &Analysis{Verdict: v, Message: "verdict " + string(v)}
+		w.obs.Analysis = &Analysis{Verdict: v, Message: "verdict " + string(v), Confident: v == Pass}
 	}
 	dec := Decide(w.obs, w.st, w.now)
 	w.applyFailing(dec, f)

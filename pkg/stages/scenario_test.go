@@ -60,7 +60,7 @@ func (w *world) tick(d time.Duration, v Verdict) Decision {
 	w.obs.Analysis = nil
 	w.obs.Rules = nil
 	if due, _ := AnalysisDue(w.st, w.obs.Plan, w.now); due && v != "" {
-		w.obs.Analysis = &Analysis{Verdict: v, Message: "verdict " + string(v)}
+		w.obs.Analysis = &Analysis{Verdict: v, Message: "verdict " + string(v), Confident: v == Pass}
 		if w.shape != nil {
 			w.shape(w.obs.Analysis)
 		}

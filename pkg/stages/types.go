@@ -186,13 +186,17 @@ type Analysis struct {
 	// At is the end of the analysed window when the analysis was asked
 	// for before this decision (off the reconcile path); zero means now.
 	At time.Time
-	// LowTraffic says the verdict is short of evidence only because the
-	// canary has not yet served the policy's minimum of requests: a stage
-	// waiting for it is slow, not stuck.
-	LowTraffic bool
+	// AwaitingEvidence says the verdict is short only of evidence: the
+	// canary has not yet served the policy's minimum of requests, or a
+	// check is not yet decided. A stage waiting for it is slow, not stuck.
+	AwaitingEvidence bool
 	// Forecast, when set, says the traffic at the current rate is too low
 	// for the plan: what each stage can expect and can detect.
 	Forecast string
+	// Confident says a Pass rests on decisive evidence for every check;
+	// only such a Pass clears earlier failed verdicts. A Pass that only
+	// failed to fail lets a stage without failures complete.
+	Confident bool
 }
 
 // Observation is everything the caller gathered for one decision.
@@ -258,9 +262,8 @@ type State struct {
 	// the stage's start: the end of the last failed verdict, so that
 	// consecutive failures rest on traffic that does not overlap.
 	EvidenceStart time.Time `json:"evidenceStart,omitzero"`
-	// LowTraffic says the last verdict waited only for the canary's
-	// minimum of requests.
-	LowTraffic bool `json:"lowTraffic,omitempty"`
+	// AwaitingEvidence says the last verdict waited only for evidence.
+	AwaitingEvidence bool `json:"awaitingEvidence,omitempty"`
 	// TrafficWarned says this release already warned that its traffic is
 	// too low for its plan.
 	TrafficWarned bool `json:"trafficWarned,omitempty"`
