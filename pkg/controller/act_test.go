@@ -1052,3 +1052,36 @@ func actHasEvent(events []string, reason, text string) bool {
 	}
 	return false
 }
+
+// A verdict's counts change at every analysis; the Deployment's summary
+// must not be rewritten for that, or a stage costs a Deployment write per
+// rollout per interval. The CanaryRelease's status carries every verdict.
+func TestActSummaryIsNotRewrittenForEachAnalysis(t *testing.T) {
+	r := newActRig(t, metrics.VerdictPass, "pay")
+	// Stages of 5 minutes: five analyses each at the default interval.
+	d := r.deployment("pay").DeepCopy()
+	d.Annotations[annotations.StageDuration] = "5m"
+	if _, err := r.kube.AppsV1().Deployments(actNS).Update(context.Background(), d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.poll("the longer stages to be seen", func() bool { return r.deployment("pay").Annotations[annotations.StageDuration] == "5m" })
+	r.run("pay", r.finished("pay", stages.Succeeded))
+	r.mu.Lock()
+	mirrors, states := 0, 0
+	for _, w := range r.writes {
+		switch w.kind {
+		case actMirror:
+			mirrors++
+		case actState:
+			states++
+		}
+	}
+	r.mu.Unlock()
+	const stagesRun = 2 // 20% and 60%
+	if states < 4*stagesRun {
+		t.Fatalf("only %d state records for %d stages: the release was not analysed every interval", states, stagesRun)
+	}
+	if mirrors > 3*stagesRun+2 {
+		t.Errorf("%d summary writes for %d stages and %d state records: the summary follows every analysis", mirrors, stagesRun, states)
+	}
+}

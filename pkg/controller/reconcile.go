@@ -240,8 +240,10 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 		return stages.Analysis{Verdict: stages.Outage, Message: err.Error()}, nil, ""
 	}
 	c.publishAnalysis(t, req, res)
+	// The forecast needs a rate worth projecting: two intervals of the
+	// stage, not the first seconds Prometheus may not have scraped yet.
 	steps := stages.EffectivePlan(st, t.plan).Steps
-	if st.Stage >= 0 && st.Stage < len(steps) {
+	if st.Stage >= 0 && st.Stage < len(steps) && window >= 2*t.plan.Interval {
 		res.Forecast = metrics.Forecast(res, steps[st.Stage:], req.Checks, req.MinRequests)
 		for i := range res.Forecast {
 			res.Forecast[i].Stage += st.Stage
@@ -454,7 +456,8 @@ func (c *Controller) promote(ctx context.Context, t *target) error {
 }
 
 // mirror writes the summary people read with kubectl get -o jsonpath
-// (phase, weight, stage, revision, message) on the stable Deployment and
+// (phase, weight, stage, revision, message) on the stable Deployment, when
+// it changed for more than a verdict's counts, and
 // removes the commands the decision consumed, in one merge patch. The
 // summary is only ever written, never read back as state, so rewriting it
 // after a person's tool rewound it (an undo) is all it takes. When a
@@ -473,7 +476,14 @@ func (c *Controller) mirror(ctx context.Context, t *target, obs stages.Observati
 	set(annotations.Weight, strconv.Itoa(dec.State.Weight))
 	set(annotations.Stage, stages.StageLabel(dec.State, obs.Plan))
 	set(annotations.Revision, dec.State.Revision)
-	set(annotations.Message, dec.State.Message) // bounded by the core
+	// The message changes with every verdict's counts: rewriting the
+	// Deployment for that alone would cost a write per rollout per
+	// interval. It follows the rest of the summary, and whatever the
+	// decision had to say in an Event; the CanaryRelease's status has
+	// every verdict.
+	if len(want) > 0 || len(dec.Events) > 0 || d.Annotations[annotations.Message] == "" {
+		set(annotations.Message, dec.State.Message) // bounded by the core
+	}
 	// State that older versions kept here now lives in the CanaryRelease;
 	// left here it would be copied onto ReplicaSets and restored by undo.
 	for _, k := range []string{annotations.State, annotations.Analysis, annotations.History} {
