@@ -1,10 +1,12 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -647,6 +650,12 @@ type PromProxy struct {
 	hang atomic.Bool
 	// hung counts the queries being held unanswered now.
 	hung atomic.Int64
+	// warning, when set, is added to every answer's warnings, as a
+	// Prometheus (or Thanos) answering in part does.
+	warning atomic.Pointer[string]
+	// dropWorkload, when set, removes that destination_workload's series
+	// from every answer, as when a version's telemetry goes missing.
+	dropWorkload atomic.Pointer[string]
 }
 
 // NewPromProxy starts a PromProxy that passes requests on until t ends.
@@ -657,7 +666,13 @@ func (s *Suite) NewPromProxy(t testing.TB) *PromProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	Must(t, err)
 	p := &PromProxy{ln: ln}
-	rp := httputil.NewSingleHostReverseProxy(target)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Del("Accept-Encoding") // answers may be rewritten as plain JSON
+		},
+		ModifyResponse: p.rewrite,
+	}
 	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.hang.Load() {
 			// Accept the query and never answer, as an overloaded
@@ -686,6 +701,64 @@ func (s *Suite) NewPromProxy(t testing.TB) *PromProxy {
 
 // URL is the proxy's address, for a controller's Prometheus URL.
 func (p *PromProxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+// SetWarning makes every answer carry warning (empty: none).
+func (p *PromProxy) SetWarning(warning string) { p.warning.Store(optional(warning)) }
+
+// DropWorkload removes workload's series from every answer (empty: none).
+func (p *PromProxy) DropWorkload(workload string) { p.dropWorkload.Store(optional(workload)) }
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// rewrite applies SetWarning and DropWorkload to a query answer.
+func (p *PromProxy) rewrite(resp *http.Response) error {
+	warning, drop := p.warning.Load(), p.dropWorkload.Load()
+	if (warning == nil && drop == nil) || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var answer map[string]any
+	if err := json.Unmarshal(body, &answer); err == nil {
+		if warning != nil {
+			answer["warnings"] = []string{*warning}
+		}
+		if data, ok := answer["data"].(map[string]any); ok && drop != nil {
+			data["result"] = withoutWorkload(data["result"], *drop)
+		}
+		if out, err := json.Marshal(answer); err == nil {
+			body = out
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+func withoutWorkload(result any, workload string) any {
+	series, ok := result.([]any)
+	if !ok {
+		return result
+	}
+	kept := []any{}
+	for _, s := range series {
+		m, _ := s.(map[string]any)
+		labels, _ := m["metric"].(map[string]any)
+		if labels["destination_workload"] != workload {
+			kept = append(kept, s)
+		}
+	}
+	return kept
+}
 
 // SetDown takes Prometheus away (true) or brings it back (false).
 func (p *PromProxy) SetDown(down bool) { p.down.Store(down) }

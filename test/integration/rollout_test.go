@@ -375,28 +375,6 @@ func TestPrometheusOutageHoldsThenRollsBackWithoutPromoting(t *testing.T) {
 	}
 }
 
-func TestLowTrafficNeitherFailsNorPromotes(t *testing.T) {
-	t.Parallel()
-	a := suite.NewApp(t, "reports", 10, nil)
-	a.Mesh(2) // the canary at 10% sees one request every five seconds
-	a.RunController(harness.ParsePolicies(t, fastPolicies), suite.Env().PrometheusURL)
-	a.Release("reports:v2", map[string]string{"sandbox.meshcanary.io/error-rate": "0.5"})
-	a.WaitFor("canary at 10%", time.Minute, func() (bool, string) { _, c := a.Weights(); return c == 10, "" })
-	a.WaitEvent(stages.ReasonAnalysisInconclusive, "minRequests", 30*time.Second)
-	started := time.Now()
-	a.WaitFor("five stage durations to pass", time.Minute, func() (bool, string) { return time.Since(started) > 20*time.Second, "" })
-	d := a.StableDep()
-	if p := d.Annotations[annotations.Phase]; p != "Progressing" {
-		t.Fatalf("phase %s (%s), want Progressing", p, d.Annotations[annotations.Message])
-	}
-	if s := d.Annotations[annotations.Stage]; s != "1/3" {
-		t.Fatalf("stage %s, want 1/3", s)
-	}
-	if _, c := a.Weights(); c != 10 {
-		t.Fatalf("canary weight %d, want 10", c)
-	}
-}
-
 func TestBadInputIsInvalidAndLeavesTrafficAlone(t *testing.T) {
 	t.Parallel()
 	type tc struct {
