@@ -11,8 +11,9 @@ TOOLS     := hack/tools.sh
 BIN_DIR    = $(shell $(TOOLS) bindir)
 GOTESTSUM  = $(BIN_DIR)/gotestsum
 # Packages that need the local control plane; everything else is a unit test.
-INTEGRATION_PKGS = $(shell $(GO) list ./internal/testenv/... ./test/... | grep -v /test/bench)
-UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/testenv -e /test/)
+INTEGRATION_PKGS = $(shell $(GO) list ./internal/testenv/... ./test/... | grep -v -e /test/bench -e /test/decisions)
+# test/decisions is a pure simulation: its tests are unit tests.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/testenv -e /test/) $(shell $(GO) list ./test/decisions)
 
 .PHONY: help
 help: ## list the targets
@@ -76,7 +77,11 @@ fmt: ## gofmt the tree
 
 .PHONY: bench
 bench: tools ## benchmarks against the local control plane; figures go to docs/performance.md
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 90m ./pkg/... ./test/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 90m ./pkg/... ./test/bench/ ./test/decisions/
+
+.PHONY: bench-decisions
+bench-decisions: ## simulated releases: meshcanary's decisions next to Flagger- and Argo-like rules; figures go to docs/decision-quality.md
+	$(GO) test -run '^$$' -bench DecisionQuality -benchtime 1x -count 1 -timeout 30m ./test/decisions/
 
 .PHONY: local-cluster-up local-cluster-down
 local-cluster-up: ## start the local control plane in the background
