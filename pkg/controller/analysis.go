@@ -87,17 +87,17 @@ func (p *analysisPool) finish(job analysisJob, out analysisOutcome) {
 	p.wake(job.key)
 }
 
-// take returns the finished analysis of key's window starting at from. A
-// result for another window (the stage moved on meanwhile) is dropped.
-func (p *analysisPool) take(key string, from time.Time) (analysisOutcome, bool) {
+// take returns the finished analysis of key's window starting at from,
+// if it looked past recorded (the end of the last verdict on record). It
+// is kept until a newer analysis is asked for: a reconcile whose record
+// failed (a conflict with its own previous write, say) takes it again
+// instead of paying for the queries twice. A result for another window
+// (the stage moved on meanwhile) or already recorded is not used.
+func (p *analysisPool) take(key string, from, recorded time.Time) (analysisOutcome, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out, ok := p.done[key]
-	if !ok {
-		return out, false
-	}
-	delete(p.done, key)
-	return out, out.from.Equal(from)
+	return out, ok && out.from.Equal(from) && out.at.After(recorded)
 }
 
 // ask queues job unless an analysis of that rollout is already running.
@@ -111,6 +111,7 @@ func (p *analysisPool) ask(job analysisJob) {
 	select {
 	case p.jobs <- job:
 		p.inflight[job.key] = true
+		delete(p.done, job.key)
 	default:
 	}
 }

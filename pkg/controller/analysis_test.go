@@ -43,24 +43,27 @@ func TestAnalysisPool(t *testing.T) {
 		hold bool
 		run  func(t *testing.T, r *poolRig)
 	}{
-		"a result is taken once, for the window it was asked for, ending when it was asked for": {run: func(t *testing.T, r *poolRig) {
+		"a result is taken for the window it was asked for, ending when it was asked for, until it is recorded": {run: func(t *testing.T, r *poolRig) {
 			r.p.ask(job)
 			<-r.runs
 			if got := <-r.woken; got != job.key {
 				t.Fatalf("woke %q", got)
 			}
-			out, ok := r.p.take(job.key, job.from)
+			out, ok := r.p.take(job.key, job.from, t0)
 			if !ok || out.analysis.Verdict != stages.Pass || !out.analysis.At.Equal(job.at) {
 				t.Fatalf("took %+v, %v", out, ok)
 			}
-			if _, again := r.p.take(job.key, job.from); again {
-				t.Fatal("a result was taken twice")
+			if _, again := r.p.take(job.key, job.from, t0); !again {
+				t.Fatal("a result whose record failed could not be taken again")
+			}
+			if _, again := r.p.take(job.key, job.from, job.at); again {
+				t.Fatal("a result already recorded was taken again")
 			}
 		}},
 		"a result for a window that moved on is dropped": {run: func(t *testing.T, r *poolRig) {
 			r.p.ask(job)
 			<-r.woken
-			if _, ok := r.p.take(job.key, job.from.Add(time.Second)); ok {
+			if _, ok := r.p.take(job.key, job.from.Add(time.Second), t0); ok {
 				t.Fatal("a stale result was used")
 			}
 		}},

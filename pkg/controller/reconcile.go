@@ -168,7 +168,12 @@ func (c *Controller) gather(ctx context.Context, d *appsv1.Deployment, rec saved
 		// watch event, however slow the queries are.
 		return t, obs, nil, nil
 	}
-	out, ok := c.analysisFor(ctx, analysisJob{key: d.Namespace + "/" + d.Name, from: now.Add(-window), at: now, t: t, st: st})
+	// The window's start comes from the record, not from now − window:
+	// now carries a monotonic clock reading, and from one reconcile to the
+	// next that start would differ by the drift between the two clocks,
+	// so a finished analysis would never match the job that takes it.
+	from := stages.EvidenceFrom(st)
+	out, ok := c.analysisFor(ctx, analysisJob{key: d.Namespace + "/" + d.Name, from: from, at: from.Add(window), t: t, st: st})
 	if !ok {
 		return t, obs, nil, nil // asked for; its result wakes this rollout
 	}
@@ -194,7 +199,7 @@ func (c *Controller) analysisFor(ctx context.Context, job analysisJob) (analysis
 	}
 	// A result is taken only for the same evidence and only when it
 	// looked past the last verdict already counted.
-	if out, ok := c.pool.take(job.key, job.from); ok && out.at.After(job.st.LastAnalysis) {
+	if out, ok := c.pool.take(job.key, job.from, job.st.LastAnalysis); ok {
 		return out, true
 	}
 	c.pool.ask(job)
@@ -345,6 +350,7 @@ func (c *Controller) emit(t *target, dec stages.Decision, analysis *status.Analy
 			ev = log.Warn()
 		}
 		c.cfg.Recorder.Event(t.stable, typ, e.Reason, e.Message)
+		c.cfg.Metrics.EventsEmitted.Inc()
 		ev.Str("reason", e.Reason).Msg(e.Message)
 		c.notify(t, dec, analysis, e)
 	}
@@ -559,6 +565,19 @@ func (c *Controller) publish(t *target, before, after stages.State) {
 	if releaseEnded(before, after) {
 		c.cfg.Metrics.Rollouts.WithLabelValues(ns, name, string(after.Result)).Inc()
 	}
+	if stageEnded(before, after) {
+		lag := stages.StageElapsed(before, c.cfg.Clock.Now()) - before.StageDuration
+		c.cfg.Metrics.StageLag.Observe(max(lag, 0).Seconds())
+	}
+}
+
+// stageEnded reports whether a decision completed a running stage: the
+// next stage was taken up or the promotion began.
+func stageEnded(before, after stages.State) bool {
+	if before.Phase != stages.Progressing || before.StageStart.IsZero() || after.Revision != before.Revision {
+		return false
+	}
+	return after.Stage > before.Stage || after.Phase == stages.Promoting
 }
 
 // releaseEnded reports whether a decision finished a release. The core
