@@ -232,7 +232,14 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := controller.NewMetrics(reg)
+
 	cfg, eventsCfg, electionCfg := clientConfigs(base, o)
+	cfg.Wrap(m.CountRequests("traffic"))
+	eventsCfg.Wrap(m.CountRequests("events"))
+	electionCfg.Wrap(m.CountRequests("election"))
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating Kubernetes client: %w", err)
@@ -252,10 +259,6 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	if err != nil {
 		return fmt.Errorf("--prometheus-url %q: %w", o.PrometheusURL, err)
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := controller.NewMetrics(reg)
 
 	// Notification channels come first so that every policy load can be
 	// checked against them.

@@ -34,6 +34,17 @@ type Metrics struct {
 	// EventsDropped counts Kubernetes Events that were never written, by
 	// reason (see NewEventRecorder).
 	EventsDropped *prometheus.CounterVec
+	// EventsEmitted counts the Events decisions handed to the recorder:
+	// with EventsDropped and the Events' counts in the API it shows that
+	// none was lost.
+	EventsEmitted prometheus.Counter
+	// StageLag is how long after its duration each stage ended (advanced
+	// or promoted): the cost of the controller's own delays at scale.
+	StageLag prometheus.Histogram
+	// KubeRequests counts requests sent to the Kubernetes API, by client
+	// (traffic, events, election) and HTTP method, so that idle cost and
+	// cost per release can be measured (see CountRequests).
+	KubeRequests *prometheus.CounterVec
 
 	queue *queueMetrics
 }
@@ -90,6 +101,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshcanary_events_dropped_total", Help: "Kubernetes Events never written, by reason: spam-filtered, queue-full, rate-limited, rejected, write-failed.",
 		}, []string{"reason"}),
+		StageLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meshcanary_stage_lag_seconds", Help: "How long after its duration (pauses not counted) each stage ended by advancing or promoting.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		EventsEmitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshcanary_events_emitted_total", Help: "Kubernetes Events the controller's decisions emitted (written, aggregated into another Event's count, or counted in meshcanary_events_dropped_total).",
+		}),
+		KubeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_kube_api_requests_total", Help: "Requests sent to the Kubernetes API, by client (traffic, events, election) and HTTP method.",
+		}, []string{"client", "method"}),
 		queue: newQueueMetrics(),
 	}
 	// Every reason exists from the start, at 0, so that rate() and alerts
@@ -99,7 +120,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.Phase, m.Weight, m.AnalysisValue, m.AnalysisThreshold, m.Rollouts, m.Verdicts,
 		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.PolicyReloads, m.StageInfo,
-		m.EventsDropped)
+		m.EventsDropped, m.EventsEmitted, m.KubeRequests, m.StageLag)
 	m.queue.register(reg)
 	return m
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -59,6 +60,29 @@ func TestRecordOf(t *testing.T) {
 			r := recordOf(tc.d, tc.cr)
 			if (r.lost != "") != tc.lost || r.state.Phase != tc.phase || r.state.Stage != tc.stage || len(r.history) != tc.history || r.state.Revision != tc.revision {
 				t.Fatalf("got %+v, lost %q, history %d", r.state, r.lost, len(r.history))
+			}
+		})
+	}
+}
+
+func TestStageEnded(t *testing.T) {
+	start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	running := stages.State{Phase: stages.Progressing, Revision: "v2", Stage: 1, StageStart: start}
+	tests := []struct {
+		name  string
+		after func(stages.State) stages.State
+		want  bool
+	}{
+		{"taking up the next stage ends the running one", func(s stages.State) stages.State { s.Stage++; return s }, true},
+		{"beginning the promotion ends the last stage", func(s stages.State) stages.State { s.Phase = stages.Promoting; return s }, true},
+		{"an analysis within the stage ends nothing", func(s stages.State) stages.State { return s }, false},
+		{"a rollback ends the release, not a stage", func(s stages.State) stages.State { s.Phase = stages.RolledBack; return s }, false},
+		{"a new revision starting over is no stage ending", func(s stages.State) stages.State { s.Revision, s.Stage = "v3", 2; return s }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stageEnded(running, tt.after(running)); got != tt.want {
+				t.Errorf("stageEnded = %v, want %v", got, tt.want)
 			}
 		})
 	}
