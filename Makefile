@@ -11,7 +11,7 @@ TOOLS     := hack/tools.sh
 BIN_DIR    = $(shell $(TOOLS) bindir)
 GOTESTSUM  = $(BIN_DIR)/gotestsum
 # Packages that need the local control plane; everything else is a unit test.
-INTEGRATION_PKGS = $(shell $(GO) list ./internal/testenv/... ./test/... | grep -v -e /test/bench -e /test/decisions)
+INTEGRATION_PKGS = $(shell $(GO) list ./internal/testenv/... ./test/... | grep -v -e /test/bench -e /test/decisions -e /test/scale)
 # test/decisions is a pure simulation: its tests are unit tests.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/testenv -e /test/) $(shell $(GO) list ./test/decisions)
 
@@ -78,6 +78,10 @@ fmt: ## gofmt the tree
 .PHONY: bench
 bench: tools ## benchmarks against the local control plane; figures go to docs/performance.md
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 90m ./pkg/... ./test/bench/ ./test/decisions/
+
+.PHONY: bench-scale
+bench-scale: tools ## N apps releasing at once against the real binary (SCALE_N=500,1000); figures go to docs/performance.md
+	$(GO) test -run '^$$' -bench Scale -benchtime 1x -count 1 -timeout 120m ./test/scale/
 
 .PHONY: bench-decisions
 bench-decisions: ## simulated releases: meshcanary's decisions next to Flagger- and Argo-like rules; figures go to docs/decision-quality.md

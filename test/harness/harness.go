@@ -187,7 +187,18 @@ func (s *Suite) NewAppWith(t testing.TB, name string, stableReplicas int32, o Ap
 		s.env.DumpLogsOnFailure(t)
 	}
 	a := &App{s: s, t: t, ns: ns, name: name, kube: k, dyn: d, extra: o.Annotations, stable: stableReplicas}
-	ctx := context.Background()
+	Must(t, a.create(context.Background(), o))
+	a.WaitFor("stable pods available", 30*time.Second, func() (bool, string) {
+		dep := a.Deployment(name)
+		return dep.Status.AvailableReplicas == stableReplicas, fmt.Sprintf("%d available", dep.Status.AvailableReplicas)
+	})
+	return a
+}
+
+// create makes the app's objects as o says, returning the first error
+// rather than failing the test, so that many apps can be made at once.
+func (a *App) create(ctx context.Context, o AppOptions) error {
+	name := a.name
 	ann := map[string]string{}
 	if !o.NotOptedIn {
 		ann[annotations.Enabled] = "true"
@@ -213,25 +224,26 @@ func (s *Suite) NewAppWith(t testing.TB, name string, stableReplicas int32, o Ap
 	if stableLabels == nil {
 		stableLabels = map[string]string{"app": name, "track": "stable"}
 	}
-	Must(t, create(ctx, k, a.ns, mk(name, stableLabels, stableReplicas, ann)))
-	if !o.StableOnly {
-		Must(t, create(ctx, k, a.ns, mk(name+"-canary", map[string]string{"app": name, "track": "canary"}, 0, nil)))
+	if err := create(ctx, a.kube, a.ns, mk(name, stableLabels, a.stable, ann)); err != nil {
+		return err
 	}
-	_, err := k.CoreV1().Services(a.ns).Create(ctx, &corev1.Service{
+	if !o.StableOnly {
+		if err := create(ctx, a.kube, a.ns, mk(name+"-canary", map[string]string{"app": name, "track": "canary"}, 0, nil)); err != nil {
+			return err
+		}
+	}
+	_, err := a.kube.CoreV1().Services(a.ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name},
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
 	}, metav1.CreateOptions{})
-	Must(t, err)
-	if !o.StableOnly {
-		a.ApplyYAML(fmt.Sprintf(drYAML, name), controller.DestinationRuleGVR())
-		a.ApplyYAML(fmt.Sprintf(vsYAML, name, 100-o.CanaryWeight, o.CanaryWeight), controller.VirtualServiceGVR())
+	if err != nil || o.StableOnly {
+		return err
 	}
-	a.WaitFor("stable pods available", 30*time.Second, func() (bool, string) {
-		dep := a.Deployment(name)
-		return dep.Status.AvailableReplicas == stableReplicas, fmt.Sprintf("%d available", dep.Status.AvailableReplicas)
-	})
-	return a
+	if err := a.apply(ctx, fmt.Sprintf(drYAML, name), controller.DestinationRuleGVR()); err != nil {
+		return err
+	}
+	return a.apply(ctx, fmt.Sprintf(vsYAML, name, 100-o.CanaryWeight, o.CanaryWeight), controller.VirtualServiceGVR())
 }
 
 func create(ctx context.Context, k kubernetes.Interface, ns string, d *appsv1.Deployment) error {
@@ -249,10 +261,16 @@ func Must(t testing.TB, err error) {
 
 func (a *App) ApplyYAML(doc string, gvr schema.GroupVersionResource) {
 	a.t.Helper()
+	Must(a.t, a.apply(context.Background(), doc, gvr))
+}
+
+func (a *App) apply(ctx context.Context, doc string, gvr schema.GroupVersionResource) error {
 	u := &unstructured.Unstructured{}
-	Must(a.t, yaml.Unmarshal([]byte(doc), &u.Object))
-	_, err := a.dyn.Resource(gvr).Namespace(a.ns).Create(context.Background(), u, metav1.CreateOptions{})
-	Must(a.t, err)
+	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+		return err
+	}
+	_, err := a.dyn.Resource(gvr).Namespace(a.ns).Create(ctx, u, metav1.CreateOptions{})
+	return err
 }
 
 func (a *App) Deployment(name string) *appsv1.Deployment {
@@ -656,7 +674,12 @@ type PromProxy struct {
 	// dropWorkload, when set, removes that destination_workload's series
 	// from every answer, as when a version's telemetry goes missing.
 	dropWorkload atomic.Pointer[string]
+	// requests counts the requests the proxy received.
+	requests atomic.Int64
 }
+
+// Requests is how many requests (queries) the proxy has received.
+func (p *PromProxy) Requests() int64 { return p.requests.Load() }
 
 // NewPromProxy starts a PromProxy that passes requests on until t ends.
 func (s *Suite) NewPromProxy(t testing.TB) *PromProxy {
@@ -674,6 +697,7 @@ func (s *Suite) NewPromProxy(t testing.TB) *PromProxy {
 		ModifyResponse: p.rewrite,
 	}
 	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.requests.Add(1)
 		if p.hang.Load() {
 			// Accept the query and never answer, as an overloaded
 			// Prometheus does, until the caller gives up.
