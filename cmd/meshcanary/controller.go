@@ -61,6 +61,7 @@ type controllerOptions struct {
 	LogLevel           string
 	LogFormat          string
 	Workers            int
+	AnalysisWorkers    int
 	ProgressDeadline   time.Duration
 	PrometheusTimeout  time.Duration
 	// NotificationsSecret is namespace/name of the channels' Secret.
@@ -105,6 +106,7 @@ func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	fs.IntVar(&o.Workers, "workers", 2, "rollouts reconciled in parallel")
+	fs.IntVar(&o.AnalysisWorkers, "analysis-workers", 4, "analyses (Prometheus queries) run in parallel, off the reconcile path")
 	fs.DurationVar(&o.ProgressDeadline, "progress-deadline", 10*time.Minute, "how long a canary may take to become available for a stage before the release is rolled back")
 	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", 10*time.Second, "timeout of one Prometheus query")
 	fs.StringVar(&o.NotificationsSecret, "notifications-secret", "", "namespace/name of the Secret holding notification channels (Slack, PagerDuty, webhooks); empty sends none")
@@ -130,6 +132,9 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers: %d: expected at least 1", o.Workers))
+	}
+	if o.AnalysisWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--analysis-workers: %d: expected at least 1", o.AnalysisWorkers))
 	}
 	if o.KubeAPIQPS < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps: %g: expected at least 1", o.KubeAPIQPS))
@@ -345,6 +350,7 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		Metrics:          m,
 		Log:              log,
 		Workers:          o.Workers,
+		AnalysisWorkers:  o.AnalysisWorkers,
 		ProgressDeadline: o.ProgressDeadline,
 		HistoryLimit:     o.HistoryLimit,
 		Notifier:         notifier,

@@ -126,7 +126,9 @@ func (e *Env) startAPIServer(ctx context.Context) error {
 				"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 				"--service-account-key-file=" + e.path("sa.pub"),
 				"--service-account-signing-key-file=" + e.path("sa.key"),
-				"--service-cluster-ip-range=10.0.0.0/24",
+				// Room for the thousands of Services of a scale benchmark
+				// (make bench-scale); nothing routes to these addresses.
+				"--service-cluster-ip-range=10.0.0.0/16",
 				// Nothing routes to the `kubernetes` Service here, and the
 				// reconciler would only keep rewriting a loopback endpoint.
 				"--endpoint-reconciler-type=none",
@@ -262,7 +264,7 @@ func (e *Env) startKwok(ctx context.Context) error {
 // removed here; kwok then reports the node Ready.
 func (e *Env) createNode(ctx context.Context) error {
 	capacity := corev1.ResourceList{
-		corev1.ResourcePods:   resource.MustParse("1000"),
+		corev1.ResourcePods:   resource.MustParse("10000"), // room for make bench-scale's thousands of pods
 		corev1.ResourceCPU:    resource.MustParse("1000"),
 		corev1.ResourceMemory: resource.MustParse("1Ti"),
 	}

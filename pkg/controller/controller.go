@@ -136,8 +136,14 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg,
+		// Retries back off per rollout only. client-go's default limiter
+		// also shares one bucket of 10 retries a second among all keys:
+		// when many releases cross a stage boundary together, the
+		// conflicts their writes meet on not-yet-updated caches queued
+		// behind that bucket for tens of seconds. The API is protected by
+		// the client's own --kube-api-qps budget instead.
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Millisecond, time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "meshcanary", MetricsProvider: cfg.Metrics.QueueMetrics()},
 		),
 	}

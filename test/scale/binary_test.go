@@ -53,6 +53,9 @@ func startController(tb testing.TB, bin, policies, promURL string) *controllerPr
 		"--kubeconfig="+suite.Env().Kubeconfig, "--prometheus-url="+promURL, "--policies="+pol,
 		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+healthAddr,
 		"--log-level=warn", "--progress-deadline=5m")
+	// SCALE_ARGS adds controller flags, such as --workers=16, to compare
+	// settings on the same scenario.
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("SCALE_ARGS"))...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	harness.Must(tb, cmd.Start())
