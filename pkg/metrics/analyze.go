@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/pkg/stages"
 )
 
 // Request is one analysis window of one rollout.
@@ -265,4 +266,16 @@ func valueType(v model.Value) string {
 		return "nothing"
 	}
 	return v.Type().String()
+}
+
+// Analysis is res as the decision core takes it.
+func (r Result) Analysis(at time.Time) stages.Analysis {
+	v := stages.Inconclusive
+	switch r.Verdict {
+	case VerdictPass:
+		v = stages.Pass
+	case VerdictFail:
+		v = stages.Fail
+	}
+	return stages.Analysis{Verdict: v, Message: r.Message, At: at, AwaitingEvidence: r.AwaitingEvidence, Confident: r.Confident}
 }

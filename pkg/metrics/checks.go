@@ -18,13 +18,14 @@ func holdShare(b bound, k, n float64, s Interval) (outcome, float64, float64) {
 	failLimit, passLimit := b.limit, b.limit
 	switch b.name {
 	case BoundMin:
-		if e := EvidenceBelow(k, n, b.limit); Decisive(e) {
+		e := EvidenceBelow(k, n, b.limit)
+		switch {
+		case Decisive(e):
 			return beyond, b.limit, e
+		case Decisive(EvidenceAbove(k, n, b.limit)):
+			return within, b.limit, e
 		}
-		if Decisive(EvidenceAbove(k, n, b.limit)) {
-			return within, b.limit, 0
-		}
-		return lean(k/n < b.limit), b.limit, EvidenceBelow(k, n, b.limit)
+		return lean(k/n < b.limit), b.limit, e
 	case BoundMaxIncrease:
 		failLimit, passLimit = s.Hi+b.limit, s.Lo+b.limit
 	case BoundMaxRatio:

@@ -117,15 +117,3 @@ func detectableText(d float64) string {
 	}
 	return FormatPercent(d)
 }
-
-// Analysis is res as the decision core takes it.
-func (r Result) Analysis(at time.Time) stages.Analysis {
-	v := stages.Inconclusive
-	switch r.Verdict {
-	case VerdictPass:
-		v = stages.Pass
-	case VerdictFail:
-		v = stages.Fail
-	}
-	return stages.Analysis{Verdict: v, Message: r.Message, At: at, AwaitingEvidence: r.AwaitingEvidence, Confident: r.Confident}
-}
