@@ -344,7 +344,7 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		DRs:              dynFactory.ForResource(controller.DestinationRuleGVR()).Informer(),
 		Releases:         dynFactory.ForResource(v1alpha1.GVR()).Informer(),
 		Policies:         store,
-		Analyzer:         timeoutAnalyzer{a: metrics.NewAnalyzer(promAPI), timeout: o.PrometheusTimeout},
+		Analyzer:         timeoutAnalyzer{a: metrics.NewAnalyzer(promAPI, metrics.Options{OnQuery: m.ObserveQuery}), timeout: o.PrometheusTimeout},
 		Recorder:         recorder,
 		Clock:            clock.RealClock{},
 		Metrics:          m,
@@ -492,8 +492,8 @@ func leaderElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.
 	})
 }
 
-// timeoutAnalyzer bounds each analysis so a hung Prometheus becomes an
-// outage verdict instead of a stuck worker.
+// timeoutAnalyzer bounds each analysis, and each batch of them, so a hung
+// Prometheus becomes an outage verdict instead of a stuck worker.
 type timeoutAnalyzer struct {
 	a       *metrics.Analyzer
 	timeout time.Duration
@@ -503,6 +503,12 @@ func (t timeoutAnalyzer) Analyze(ctx context.Context, req metrics.Request) (metr
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	return t.a.Analyze(ctx, req)
+}
+
+func (t timeoutAnalyzer) AnalyzeAll(ctx context.Context, reqs []metrics.Request) []metrics.Answer {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	return t.a.AnalyzeAll(ctx, reqs)
 }
 
 // notificationDispatcher reads the channels from their Secret. Secret

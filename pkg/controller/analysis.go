@@ -27,23 +27,30 @@ type analysisOutcome struct {
 	invalid  string
 }
 
+// maxBatch bounds the analyses one batch of queries answers: the joined
+// query grows by about 250 bytes per analysis.
+const maxBatch = 1000
+
 // analysisPool answers due analyses off the reconcile path: a reconcile
 // that finds an analysis due asks for it and goes on deciding without
-// it; a bounded set of workers queries Prometheus, each analysis under a
-// timeout, and the result wakes the rollout through the workqueue. So a
+// it; a bounded set of workers queries Prometheus, each batch under a
+// timeout, and each result wakes its rollout through the workqueue. So a
 // reconcile never waits for Prometheus, and a rollback is acted on from
-// its watch event however slow Prometheus is.
+// its watch event however slow Prometheus is. A worker takes every
+// analysis waiting when it is free and answers them together (one query
+// per metric family), so Prometheus's load follows the metrics in use,
+// not the number of rollouts.
 type analysisPool struct {
 	mu       sync.Mutex
 	inflight map[string]bool
 	done     map[string]analysisOutcome
 	jobs     chan analysisJob
-	run      func(context.Context, analysisJob) analysisOutcome
+	run      func(context.Context, []analysisJob) []analysisOutcome
 	wake     func(key string)
 	timeout  time.Duration
 }
 
-func newAnalysisPool(run func(context.Context, analysisJob) analysisOutcome, wake func(string), timeout time.Duration, queue int) *analysisPool {
+func newAnalysisPool(run func(context.Context, []analysisJob) []analysisOutcome, wake func(string), timeout time.Duration, queue int) *analysisPool {
 	return &analysisPool{
 		inflight: map[string]bool{}, done: map[string]analysisOutcome{},
 		jobs: make(chan analysisJob, queue), run: run, wake: wake, timeout: timeout,
@@ -59,32 +66,56 @@ func (p *analysisPool) start(ctx context.Context, n int) {
 				case <-ctx.Done():
 					return
 				case job := <-p.jobs:
-					p.finish(job, p.runOne(ctx, job))
+					batch := p.drain(job)
+					p.finish(batch, p.runBatch(ctx, batch))
 				}
 			}
 		}()
 	}
 }
 
-// runOne runs one job under the timeout; a panic is that job's Outage.
-func (p *analysisPool) runOne(ctx context.Context, job analysisJob) (out analysisOutcome) {
+// drain adds to first every job already waiting, up to maxBatch, without
+// waiting for more: a lone analysis goes out at once.
+func (p *analysisPool) drain(first analysisJob) []analysisJob {
+	batch := []analysisJob{first}
+	for len(batch) < maxBatch {
+		select {
+		case job := <-p.jobs:
+			batch = append(batch, job)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// runBatch runs one batch under the timeout; a panic is an Outage of
+// every job in it, not of the process.
+func (p *analysisPool) runBatch(ctx context.Context, batch []analysisJob) (out []analysisOutcome) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
-			out = analysisOutcome{from: job.from, at: job.at,
-				analysis: stages.Analysis{Verdict: stages.Outage, Message: fmt.Sprintf("analysis failed: %v", r), At: job.at}}
+			out = make([]analysisOutcome, len(batch))
+			for i, job := range batch {
+				out[i] = analysisOutcome{from: job.from, at: job.at,
+					analysis: stages.Analysis{Verdict: stages.Outage, Message: fmt.Sprintf("analysis failed: %v", r), At: job.at}}
+			}
 		}
 	}()
-	return p.run(ctx, job)
+	return p.run(ctx, batch)
 }
 
-func (p *analysisPool) finish(job analysisJob, out analysisOutcome) {
+func (p *analysisPool) finish(batch []analysisJob, out []analysisOutcome) {
 	p.mu.Lock()
-	delete(p.inflight, job.key)
-	p.done[job.key] = out
+	for i, job := range batch {
+		delete(p.inflight, job.key)
+		p.done[job.key] = out[i]
+	}
 	p.mu.Unlock()
-	p.wake(job.key)
+	for _, job := range batch {
+		p.wake(job.key)
+	}
 }
 
 // take returns the finished analysis of key's window starting at from,

@@ -12,27 +12,34 @@ import (
 // held until the test lets them finish.
 type poolRig struct {
 	p     *analysisPool
-	runs  chan analysisJob
+	runs  chan []analysisJob
 	woken chan string
 	hold  chan struct{}
 }
 
 func newPoolRig(t *testing.T, hold bool) *poolRig {
 	t.Helper()
-	r := &poolRig{runs: make(chan analysisJob, 4), woken: make(chan string, 4)}
+	r := &poolRig{runs: make(chan []analysisJob, 4), woken: make(chan string, 8)}
 	if hold {
 		r.hold = make(chan struct{})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r.p = newAnalysisPool(func(_ context.Context, j analysisJob) analysisOutcome {
-		r.runs <- j
+	r.p = newAnalysisPool(func(_ context.Context, jobs []analysisJob) []analysisOutcome {
+		r.runs <- jobs
 		if r.hold != nil {
 			<-r.hold
 		}
-		return analysisOutcome{from: j.from, at: j.at, analysis: stages.Analysis{Verdict: stages.Pass, At: j.at}}
+		out := make([]analysisOutcome, len(jobs))
+		for i, j := range jobs {
+			if j.key == "ns/panics" {
+				panic("boom")
+			}
+			out[i] = analysisOutcome{from: j.from, at: j.at, analysis: stages.Analysis{Verdict: stages.Pass, At: j.at}}
+		}
+		return out
 	}, func(k string) { r.woken <- k }, time.Second, 8)
-	r.p.start(ctx, 2)
+	r.p.start(ctx, 1)
 	return r
 }
 
@@ -75,6 +82,40 @@ func TestAnalysisPool(t *testing.T) {
 			<-r.woken
 			if n := len(r.runs); n != 0 {
 				t.Fatalf("%d more runs of an analysis already in flight", n)
+			}
+		}},
+		"analyses that wait while a batch runs are answered together in the next": {hold: true, run: func(t *testing.T, r *poolRig) {
+			r.p.ask(job)
+			<-r.runs
+			for _, k := range []string{"ns/b", "ns/c"} {
+				r.p.ask(analysisJob{key: k, from: t0, at: job.at})
+			}
+			close(r.hold)
+			if next := <-r.runs; len(next) != 2 {
+				t.Fatalf("next batch held %d analyses, want both that waited", len(next))
+			}
+			for range 3 {
+				<-r.woken
+			}
+		}},
+		"a panic in a batch is an outage of each of its analyses, and the pool goes on": {hold: true, run: func(t *testing.T, r *poolRig) {
+			r.p.ask(job)
+			<-r.runs
+			r.p.ask(analysisJob{key: "ns/panics", from: t0, at: job.at})
+			r.p.ask(analysisJob{key: "ns/b", from: t0, at: job.at})
+			close(r.hold)
+			<-r.runs
+			for range 3 {
+				<-r.woken
+			}
+			out, ok := r.p.take("ns/b", t0, t0)
+			if !ok || out.analysis.Verdict != stages.Outage {
+				t.Fatalf("the panicking batch's other analysis: %+v, %v; want an outage", out, ok)
+			}
+			r.p.ask(analysisJob{key: "ns/d", from: t0, at: job.at})
+			<-r.runs
+			if got := <-r.woken; got != "ns/d" {
+				t.Fatalf("woke %q after the panic", got)
 			}
 		}},
 	}

@@ -45,6 +45,13 @@ type Analyzer interface {
 	Analyze(ctx context.Context, req metrics.Request) (metrics.Result, error)
 }
 
+// BatchAnalyzer answers several analyses with shared queries;
+// *metrics.Analyzer implements it. An Analyzer without it is asked once
+// per analysis.
+type BatchAnalyzer interface {
+	AnalyzeAll(ctx context.Context, reqs []metrics.Request) []metrics.Answer
+}
+
 // Notifier sends rollout events to people; *notify.Dispatcher implements
 // it. Notify must never block.
 type Notifier interface {
@@ -313,7 +320,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.cfg.Deploys.Informer().HasSynced, c.cfg.VSs.HasSynced, c.cfg.DRs.HasSynced, c.cfg.Releases.HasSynced) {
 		return errors.New("informer caches did not sync")
 	}
-	c.pool = newAnalysisPool(c.runAnalysis, c.Enqueue, c.cfg.AnalysisTimeout, 4096)
+	c.pool = newAnalysisPool(c.runAnalyses, c.Enqueue, c.cfg.AnalysisTimeout, 4096)
 	c.pool.start(ctx, c.cfg.AnalysisWorkers)
 	c.cfg.Log.Info().Int("workers", c.cfg.Workers).Int("analysisWorkers", c.cfg.AnalysisWorkers).Msg("caches synced; reconciling")
 	for i := 0; i < c.cfg.Workers; i++ {

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/stages"
 )
 
@@ -45,6 +46,13 @@ type Metrics struct {
 	// (traffic, events, election) and HTTP method, so that idle cost and
 	// cost per release can be measured (see CountRequests).
 	KubeRequests *prometheus.CounterVec
+	// PromQueries and PromQueryDuration are the controller's own load on
+	// Prometheus, by family (requests, errors, latency: one query per
+	// batch of analyses; custom: per rollout and version), and
+	// AnalysisBatch how many analyses each batch answered.
+	PromQueries       *prometheus.CounterVec
+	PromQueryDuration *prometheus.HistogramVec
+	AnalysisBatch     prometheus.Histogram
 
 	queue *queueMetrics
 }
@@ -111,6 +119,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		KubeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshcanary_kube_api_requests_total", Help: "Requests sent to the Kubernetes API, by client (traffic, events, election) and HTTP method.",
 		}, []string{"client", "method"}),
+		PromQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshcanary_prometheus_queries_total", Help: "Queries sent to Prometheus, by family (requests, errors, latency: one per batch of analyses; custom: per rollout and version) and result (ok, error).",
+		}, []string{"family", "result"}),
+		PromQueryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "meshcanary_prometheus_query_duration_seconds", Help: "How long Prometheus took to answer each query, by family.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"family"}),
+		AnalysisBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meshcanary_analysis_batch_size", Help: "Analyses answered together by one batch of Prometheus queries.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
+		}),
 		queue: newQueueMetrics(),
 	}
 	// Every reason exists from the start, at 0, so that rate() and alerts
@@ -120,9 +139,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.Phase, m.Weight, m.AnalysisValue, m.AnalysisThreshold, m.Rollouts, m.Verdicts,
 		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.PolicyReloads, m.StageInfo,
-		m.EventsDropped, m.EventsEmitted, m.KubeRequests, m.StageLag)
+		m.EventsDropped, m.EventsEmitted, m.KubeRequests, m.StageLag, m.PromQueries, m.PromQueryDuration, m.AnalysisBatch)
 	m.queue.register(reg)
 	return m
+}
+
+// ObserveQuery counts one Prometheus query; pass it as
+// metrics.Options.OnQuery.
+func (m *Metrics) ObserveQuery(q metrics.QueryStat) {
+	result := "ok"
+	if q.Err != nil {
+		result = "error"
+	}
+	m.PromQueries.WithLabelValues(q.Family, result).Inc()
+	m.PromQueryDuration.WithLabelValues(q.Family).Observe(q.Duration.Seconds())
 }
 
 // QueueMetrics is the workqueue metrics provider backed by this registry.

@@ -60,8 +60,9 @@ func (b *bookkeeper) reconcileOnce(t testing.TB, tg *target) {
 	t.Helper()
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	st := stages.State{Phase: stages.Progressing, Stage: 0, StageStart: now.Add(-time.Minute)}
-	if _, _, invalid := b.c.analyse(context.Background(), tg, st, time.Minute, now); invalid != "" {
-		t.Fatalf("analysis: %s", invalid)
+	job := analysisJob{key: "k", from: now.Add(-time.Minute), at: now, t: tg, st: st}
+	if out := b.c.runAnalyses(context.Background(), []analysisJob{job})[0]; out.invalid != "" {
+		t.Fatalf("analysis: %s", out.invalid)
 	}
 	b.c.publish(tg, st, st)
 }

@@ -195,7 +195,7 @@ func (c *Controller) gather(ctx context.Context, d *appsv1.Deployment, rec saved
 // Run, as in unit tests) it analyses inline.
 func (c *Controller) analysisFor(ctx context.Context, job analysisJob) (analysisOutcome, bool) {
 	if c.pool == nil {
-		return c.runAnalysis(ctx, job), true
+		return c.runAnalyses(ctx, []analysisJob{job})[0], true
 	}
 	// A result is taken only for the same evidence and only when it
 	// looked past the last verdict already counted.
@@ -206,23 +206,45 @@ func (c *Controller) analysisFor(ctx context.Context, job analysisJob) (analysis
 	return analysisOutcome{}, false
 }
 
-// runAnalysis is the pool's work: one verdict from Prometheus over the
-// job's window, which the outcome carries.
-func (c *Controller) runAnalysis(ctx context.Context, job analysisJob) analysisOutcome {
-	a, res, invalid := c.analyse(ctx, job.t, job.st, job.at.Sub(job.from), job.at)
-	a.At = job.at
-	return analysisOutcome{from: job.from, at: job.at, analysis: a, res: res, invalid: invalid}
+// runAnalyses is the pool's work: one verdict from Prometheus over each
+// job's window, which its outcome carries. The jobs' queries are sent
+// together when the analyzer can batch them.
+func (c *Controller) runAnalyses(ctx context.Context, jobs []analysisJob) []analysisOutcome {
+	reqs := make([]metrics.Request, len(jobs))
+	for i, job := range jobs {
+		reqs[i] = c.analysisRequest(job.t, job.st, job.at.Sub(job.from), job.at)
+	}
+	c.cfg.Metrics.AnalysisBatch.Observe(float64(len(jobs)))
+	answers := c.analyzeAll(ctx, reqs)
+	out := make([]analysisOutcome, len(jobs))
+	for i, job := range jobs {
+		a, res, invalid := c.judged(job.t, job.st, reqs[i], answers[i])
+		a.At = job.at
+		out[i] = analysisOutcome{from: job.from, at: job.at, analysis: a, res: res, invalid: invalid}
+	}
+	return out
 }
 
-// analyse asks Prometheus for one verdict over the stage's evidence so
-// far (window, ending now): the checks' confidence sequences stay sound
+// analyzeAll answers reqs in one batch when the analyzer batches, one by
+// one otherwise.
+func (c *Controller) analyzeAll(ctx context.Context, reqs []metrics.Request) []metrics.Answer {
+	if b, ok := c.cfg.Analyzer.(BatchAnalyzer); ok {
+		return b.AnalyzeAll(ctx, reqs)
+	}
+	out := make([]metrics.Answer, len(reqs))
+	for i, req := range reqs {
+		out[i].Result, out[i].Err = c.cfg.Analyzer.Analyze(ctx, req)
+	}
+	return out
+}
+
+// analysisRequest asks for one verdict over the stage's evidence so far
+// (window, ending now): the checks' confidence sequences stay sound
 // however often they look, so each verdict judges all of it, and a quiet
 // 1% canary accumulates evidence instead of staying inconclusive. Custom
-// metrics keep their per-interval window. A broken custom query is the
-// user's to fix: it comes back as an invalid-configuration message, not
-// as an outage.
-func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, window time.Duration, now time.Time) (stages.Analysis, *metrics.Result, string) {
-	req := metrics.Request{
+// metrics keep their per-interval window.
+func (c *Controller) analysisRequest(t *target, st stages.State, window time.Duration, now time.Time) metrics.Request {
+	return metrics.Request{
 		Namespace:    t.stable.Namespace,
 		Stable:       t.stable.Name,
 		Canary:       t.canary.Name,
@@ -235,8 +257,13 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 		MinRequests:  t.policy.MinRequests,
 		Observe:      ruleMetrics(t.policy),
 	}
-	res, err := c.cfg.Analyzer.Analyze(ctx, req)
-	if err != nil {
+}
+
+// judged turns Prometheus's answer to req into the core's analysis. A
+// broken custom query is the user's to fix: it comes back as an
+// invalid-configuration message, not as an outage.
+func (c *Controller) judged(t *target, st stages.State, req metrics.Request, ans metrics.Answer) (stages.Analysis, *metrics.Result, string) {
+	if err := ans.Err; err != nil {
 		if metrics.IsUserError(err) {
 			c.cfg.Metrics.AnalysisErrors.WithLabelValues("user").Inc()
 			return stages.Analysis{}, nil, fmt.Sprintf("policy %q: %v", t.policy.Name, err)
@@ -244,17 +271,18 @@ func (c *Controller) analyse(ctx context.Context, t *target, st stages.State, wi
 		c.cfg.Metrics.AnalysisErrors.WithLabelValues("outage").Inc()
 		return stages.Analysis{Verdict: stages.Outage, Message: err.Error()}, nil, ""
 	}
+	res := ans.Result
 	c.publishAnalysis(t, req, res)
 	// The forecast needs a rate worth projecting: two intervals of the
 	// stage, not the first seconds Prometheus may not have scraped yet.
 	steps := stages.EffectivePlan(st, t.plan).Steps
-	if st.Stage >= 0 && st.Stage < len(steps) && window >= 2*t.plan.Interval {
+	if st.Stage >= 0 && st.Stage < len(steps) && req.Window >= 2*t.plan.Interval {
 		res.Forecast = metrics.Forecast(res, steps[st.Stage:], req.Checks, req.MinRequests)
 		for i := range res.Forecast {
 			res.Forecast[i].Stage += st.Stage
 		}
 	}
-	a := res.Analysis(now)
+	a := res.Analysis(req.At)
 	a.Forecast = metrics.ShortStages(res.Forecast, req.MinRequests)
 	return a, &res, ""
 }

@@ -57,12 +57,30 @@ func (req Request) planned() []policy.Check {
 
 // Analyzer runs a window's queries against Prometheus and evaluates them.
 type Analyzer struct {
-	api promv1.API
+	api  promv1.API
+	opts Options
+}
+
+// Options are an Analyzer's optional hooks.
+type Options struct {
+	// OnQuery, when set, is told of every query sent, so that the caller
+	// can count its load on Prometheus and how long Prometheus takes.
+	OnQuery func(QueryStat)
+}
+
+// QueryStat is one query sent to Prometheus.
+type QueryStat struct {
+	// Family is what the query reads: requests, errors or latency (the
+	// builtin families, one query answering every rollout of a batch), or
+	// custom (a policy's own query, sent per rollout and version).
+	Family   string
+	Duration time.Duration
+	Err      error
 }
 
 // NewAnalyzer returns an Analyzer querying api.
-func NewAnalyzer(api promv1.API) *Analyzer {
-	return &Analyzer{api: api}
+func NewAnalyzer(api promv1.API, opts Options) *Analyzer {
+	return &Analyzer{api: api, opts: opts}
 }
 
 // QueryError is why Analyze could not answer. UserError separates a policy's
@@ -115,25 +133,39 @@ func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 			Err:    errors.New("request needs a namespace and both versions' workloads"),
 		}
 	}
-	observe := req
-	separate := req.CustomWindow > 0 && req.CustomWindow != req.Window && len(req.Observe) > 0
-	if separate {
-		req.Observe = nil
-		observe.Window, observe.Checks = req.CustomWindow, nil
-	}
-	s, err := a.sample(ctx, req)
+	main, observe, separate := splitObserve(req)
+	s, err := a.sample(ctx, main)
 	if err != nil {
 		return Result{}, err
-	}
-	res := Evaluate(s, req.Checks, req.MinRequests)
-	if len(observe.Observe) == 0 {
-		return res, nil
 	}
 	o := s
 	if separate {
 		if o, err = a.sample(ctx, observe); err != nil {
 			return Result{}, err
 		}
+	}
+	return finish(main, observe, s, o), nil
+}
+
+// splitObserve separates a request's observed metrics when they are
+// measured over another window than its checks: main judges the checks,
+// observe measures the rules' metrics over CustomWindow.
+func splitObserve(req Request) (main, observe Request, separate bool) {
+	main, observe = req, req
+	separate = req.CustomWindow > 0 && req.CustomWindow != req.Window && len(req.Observe) > 0
+	if separate {
+		main.Observe = nil
+		observe.Window, observe.Checks = req.CustomWindow, nil
+	}
+	return main, observe, separate
+}
+
+// finish judges main's samples s and reads observe's metrics from o (s
+// again when they share a window).
+func finish(main, observe Request, s, o Samples) Result {
+	res := Evaluate(s, main.Checks, main.MinRequests)
+	if len(observe.Observe) == 0 {
+		return res
 	}
 	res.Observed = map[string]Observed{}
 	for _, m := range observe.Observe {
@@ -142,37 +174,43 @@ func (a *Analyzer) Analyze(ctx context.Context, req Request) (Result, error) {
 			CanaryRequests: o.Canary.Requests,
 		}
 	}
-	return res, nil
+	return res
 }
 
 // sample runs the queries req's checks and observed metrics need and
 // reads both versions' answers.
 func (a *Analyzer) sample(ctx context.Context, req Request) (Samples, error) {
-	s := Samples{
-		Window:       req.Window,
-		CanaryWeight: req.CanaryWeight,
-		// Absent request and 5xx series mean none were served (see doc.go).
-		Canary: Sample{Values: map[string]float64{}},
-		Stable: Sample{Values: map[string]float64{}},
-	}
-	for _, q := range plan(req) {
+	s := newSamples(req)
+	for _, q := range plan(req, false) {
 		if q.err != nil {
 			return s, q.err
 		}
-		v, warnings, _, err := a.api.Query(ctx, q.promql, req.At)
+		v, warnings, err := a.query(ctx, q, req.At)
 		if err != nil {
-			return s, &QueryError{
-				Metric:    q.metric,
-				Query:     q.promql,
-				UserError: q.kind == kindCustom && isQueryFault(err),
-				Err:       err,
-			}
+			return s, err
 		}
 		if err := read(req, q, v, &s); err != nil {
 			return s, err
 		}
 		s.Warnings = append(s.Warnings, warnings...)
 	}
+	quantiles(req, &s)
+	return s, nil
+}
+
+// newSamples is the empty answer to req: absent request and 5xx series
+// mean none were served (see doc.go).
+func newSamples(req Request) Samples {
+	return Samples{
+		Window:       req.Window,
+		CanaryWeight: req.CanaryWeight,
+		Canary:       Sample{Values: map[string]float64{}},
+		Stable:       Sample{Values: map[string]float64{}},
+	}
+}
+
+// quantiles fills in the latency checks' values from the histograms read.
+func quantiles(req Request, s *Samples) {
 	for _, smp := range []*Sample{&s.Canary, &s.Stable} {
 		h := sortedHistogram(smp.Latency)
 		for _, c := range req.planned() {
@@ -181,7 +219,24 @@ func (a *Analyzer) sample(ctx context.Context, req Request) (Samples, error) {
 			}
 		}
 	}
-	return s, nil
+}
+
+// query sends q's PromQL evaluated at at, and reports it to the observer.
+func (a *Analyzer) query(ctx context.Context, q plannedQuery, at time.Time) (model.Value, promv1.Warnings, error) {
+	start := time.Now()
+	v, warnings, _, err := a.api.Query(ctx, q.promql, at)
+	if a.opts.OnQuery != nil {
+		a.opts.OnQuery(QueryStat{Family: q.kind.family(), Duration: time.Since(start), Err: err})
+	}
+	if err != nil {
+		return nil, nil, &QueryError{
+			Metric:    q.metric,
+			Query:     q.promql,
+			UserError: q.kind == kindCustom && isQueryFault(err),
+			Err:       err,
+		}
+	}
+	return v, warnings, nil
 }
 
 // isQueryFault reports whether Prometheus rejected the query itself: bad_data

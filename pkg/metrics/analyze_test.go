@@ -151,7 +151,7 @@ func newAnalyzer(t *testing.T, answers map[string]answer) (*Analyzer, *fakeProm)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewAnalyzer(promv1.NewAPI(c)), f
+	return NewAnalyzer(promv1.NewAPI(c), Options{}), f
 }
 
 const (
@@ -652,7 +652,7 @@ func TestAnalyzeTimeoutIsAnOutage(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err = NewAnalyzer(promv1.NewAPI(c)).Analyze(ctx, request())
+	_, err = NewAnalyzer(promv1.NewAPI(c), Options{}).Analyze(ctx, request())
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error %v does not wrap context.DeadlineExceeded", err)
 	}

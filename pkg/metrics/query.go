@@ -42,6 +42,19 @@ const (
 	kindCustom
 )
 
+// family names what a query of this kind reads, for QueryStat.
+func (k queryKind) family() string {
+	switch k {
+	case kindRequests:
+		return "requests"
+	case kindErrors:
+		return "errors"
+	case kindLatency:
+		return "latency"
+	}
+	return "custom"
+}
+
 // plannedQuery is one query Analyze runs. A plannedQuery with err set could
 // not be built (a user's mistake); Analyze reports it, Queries leaves it out.
 type plannedQuery struct {
@@ -80,7 +93,7 @@ func isBuiltin(metric string) bool {
 // metrics are left out; Analyze reports them as user errors.
 func Queries(req Request) []string {
 	var out []string
-	for _, q := range plan(req) {
+	for _, q := range plan(req, false) {
 		if q.err == nil {
 			out = append(out, q.promql)
 		}
@@ -90,9 +103,14 @@ func Queries(req Request) []string {
 
 // plan lists the queries the checks of req need: the request count always,
 // the 5xx count only for shares, one bucket query shared by every latency
-// check and each custom metric once per version.
-func plan(req Request) []plannedQuery {
-	window := promDuration(req.Window)
+// check and each custom metric once per version. pinned evaluates the
+// builtin ones at req.At whatever the query's own time (PromQL's @), so
+// that one query can join the windows of several requests.
+func plan(req Request, pinned bool) []plannedQuery {
+	window := "[" + promDuration(req.Window) + "]"
+	if pinned {
+		window += " @ " + strconv.FormatFloat(float64(req.At.UnixMilli())/1000, 'f', 3, 64)
+	}
 	sel := selector(req.Namespace, req.Stable, req.Canary)
 	qs := []plannedQuery{{
 		kind:   kindRequests,
@@ -146,15 +164,17 @@ func customWindow(req Request) string {
 	return promDuration(req.Window)
 }
 
-func countQuery(sel, window string) string {
-	return "sum by (" + groupBy + ") (increase(istio_requests_total{" + sel + "}[" + window + "]))"
+// countQuery counts requests over rng, a range ("[30s]", perhaps pinned
+// with "@").
+func countQuery(sel, rng string) string {
+	return "sum by (" + groupBy + ") (increase(istio_requests_total{" + sel + "}" + rng + "))"
 }
 
 // bucketQuery reads both versions' latency histograms: the quantiles and
 // the sample-size-aware latency decisions are computed from the buckets.
-func bucketQuery(sel, window string) string {
+func bucketQuery(sel, rng string) string {
 	return "sum by (le, " + groupBy + ") (increase(istio_request_duration_milliseconds_bucket{" +
-		sel + "}[" + window + "]))"
+		sel + "}" + rng + "))"
 }
 
 // selector matches both versions, so one answer serves both and a later

@@ -520,7 +520,7 @@ func (a *App) RunControllerWithStore(store *policy.Store, promURL string) *Contr
 		DRs:              dynFactory.ForResource(controller.DestinationRuleGVR()).Informer(),
 		Releases:         dynFactory.ForResource(v1alpha1.GVR()).Informer(),
 		Policies:         store,
-		Analyzer:         metrics.NewAnalyzer(promv1.NewAPI(pc)),
+		Analyzer:         metrics.NewAnalyzer(promv1.NewAPI(pc), metrics.Options{}),
 		Recorder:         broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "meshcanary"}),
 		Clock:            clock.RealClock{},
 		Metrics:          cm,
