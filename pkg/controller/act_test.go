@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,7 +67,7 @@ const (
 	actState   actKind = "state"   // the write that records the State
 	actWeight  actKind = "weight"  // JSON patch of the VirtualService
 	actScale   actKind = "scale"   // merge patch of the canary Deployment
-	actPromote actKind = "promote" // update of the stable Deployment's template
+	actPromote actKind = "promote" // JSON patch of the stable Deployment's template
 	actMirror  actKind = "mirror"  // merge patch of the stable Deployment's summary and commands
 )
 
@@ -407,7 +408,8 @@ func actKindOf(resource, verb, subresource, name string, body []byte) actKind {
 		return actWeight
 	case resource != "deployments" || subresource != "":
 		return ""
-	case verb == "update":
+	case verb == "update" || (verb == "patch" && bytes.HasPrefix(body, []byte("["))):
+		// A JSON Patch (an array) of a Deployment replaces its template.
 		return actPromote
 	case strings.HasSuffix(name, annotations.CanarySuffix):
 		return actScale

@@ -154,6 +154,10 @@ func New(cfg Config) (*Controller, error) {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "meshcanary", MetricsProvider: cfg.Metrics.QueueMetrics()},
 		),
 	}
+	// The caches keep only what the controller reads (stripUnread).
+	if err := leanCaches(cfg); err != nil {
+		return nil, err
+	}
 	di := cfg.Deploys.Informer()
 	if err := di.AddIndexers(cache.Indexers{indexByCanary: canaryIndex, indexByVS: vsIndex}); err != nil {
 		return nil, fmt.Errorf("adding deployment indexers: %w", err)

@@ -45,6 +45,10 @@
 //   - Recent writes are overlaid on the informer caches (client-go's
 //     MutationCache) so a reconcile right after a write never decides from
 //     the state before it.
+//   - The informer caches hold only what the controller reads (stripUnread:
+//     no managedFields, no kubectl last-applied-configuration), so no write
+//     ever sends a cached object back whole: Deployments are patched, the
+//     pod template too (writeTemplate).
 //   - A reconcile's cost does not grow with the number of other rollouts:
 //     objects are found by key or informer index (the DestinationRule by
 //     its host), never by listing, and the controller's metric series are

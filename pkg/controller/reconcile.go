@@ -479,12 +479,10 @@ func (c *Controller) promote(ctx context.Context, t *target) error {
 			tmpl.Labels[k] = v
 		}
 	}
-	stable.Spec.Template = *tmpl
-	out, err := c.cfg.Kube.AppsV1().Deployments(stable.Namespace).Update(ctx, stable, metav1.UpdateOptions{FieldManager: "meshcanary"})
+	out, err := c.writeTemplate(ctx, stable, *tmpl)
 	if err != nil {
 		return fmt.Errorf("updating stable %s/%s to the canary's template: %w", stable.Namespace, stable.Name, err)
 	}
-	c.deploys.Mutation(out)
 	t.stable = out
 	return nil
 }

@@ -282,13 +282,10 @@ func (c *Controller) restoreStable(ctx context.Context, t *target) error {
 	if err := release.DecodeJSON(t.cr.Status.PreviousStable, &tmpl); err != nil {
 		return fmt.Errorf("reading stable's recorded template: %w", err)
 	}
-	stable := t.stable.DeepCopy()
-	stable.Spec.Template = tmpl
-	out, err := c.cfg.Kube.AppsV1().Deployments(stable.Namespace).Update(ctx, stable, metav1.UpdateOptions{FieldManager: "meshcanary"})
+	out, err := c.writeTemplate(ctx, t.stable, tmpl)
 	if err != nil {
-		return fmt.Errorf("putting back stable %s/%s's template: %w", stable.Namespace, stable.Name, err)
+		return fmt.Errorf("putting back stable %s/%s's template: %w", t.stable.Namespace, t.stable.Name, err)
 	}
-	c.deploys.Mutation(out)
 	t.stable = out
 	return nil
 }

@@ -118,7 +118,7 @@ prometheusRule:
 		checkAccess(t, ns, sa, []access{
 			{"watch Deployments in every namespace", "watch", "apps", "deployments", "", "", true},
 			{"patch a Deployment's annotations and replicas", "patch", "apps", "deployments", appNs, "payment-service", true},
-			{"update a Deployment's template on promotion", "update", "apps", "deployments", appNs, "payment-service", true},
+			{"replace a Deployment (promotion patches its template)", "update", "apps", "deployments", appNs, "payment-service", false},
 			{"create a Deployment", "create", "apps", "deployments", appNs, "", false},
 			{"delete a Deployment", "delete", "apps", "deployments", appNs, "payment-service", false},
 			{"patch a VirtualService's weights", "patch", "networking.istio.io", "virtualservices", appNs, "payment-service", true},
@@ -294,7 +294,7 @@ notifications: {secretName: meshcanary-notifications}
 	t.Run("the ServiceAccount may act in the watched namespace only", func(t *testing.T) {
 		checkAccess(t, ns, sa, []access{
 			{"watch Deployments in the watched namespace", "watch", "apps", "deployments", appNs, "", true},
-			{"update a Deployment in the watched namespace", "update", "apps", "deployments", appNs, "checkout", true},
+			{"patch a Deployment in the watched namespace", "patch", "apps", "deployments", appNs, "checkout", true},
 			{"watch Deployments in every namespace", "watch", "apps", "deployments", "", "", false},
 			{"watch Deployments in another namespace", "watch", "apps", "deployments", other, "", false},
 			{"patch Deployments in its own namespace", "patch", "apps", "deployments", ns, release + "-meshcanary", false},
