@@ -73,6 +73,9 @@ type controllerOptions struct {
 	KubeAPIBurst int
 	// PprofBindAddress serves net/http/pprof; empty serves nothing.
 	PprofBindAddress string
+	// MaxConcurrentReleases caps the releases in flight at once; 0 is
+	// no cap.
+	MaxConcurrentReleases int
 }
 
 // Default client-side rate limit, sized for 2,000 rollouts with releases in
@@ -113,6 +116,7 @@ func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.HistoryLimit, "history-limit", 10, "finished releases kept per Deployment in its CanaryRelease's status.history")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", defaultKubeAPIQPS, "requests per second to the Kubernetes API (client-side limit shared by every request but Events, which get half of it on a client of their own)")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", defaultKubeAPIBurst, "requests the client may send at once above --kube-api-qps (Events get half of it)")
+	fs.IntVar(&o.MaxConcurrentReleases, "max-concurrent-releases", 0, "releases in flight at once on this replica; a release detected beyond it waits, queued with its traffic on stable, until one ends; 0 is no limit")
 	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", "", "address serving Go's profiles under /debug/pprof/, such as 127.0.0.1:6060; empty serves none")
 }
 
@@ -141,6 +145,9 @@ func (o *controllerOptions) validate() error {
 	}
 	if o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-burst: %d: expected at least 1", o.KubeAPIBurst))
+	}
+	if o.MaxConcurrentReleases < 0 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-releases: %d: expected 0 (no limit) or more", o.MaxConcurrentReleases))
 	}
 	return errors.Join(errs...)
 }
@@ -355,6 +362,8 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		HistoryLimit:     o.HistoryLimit,
 		Notifier:         notifier,
 		Gates:            gateRunner,
+		// A release beyond the cap waits, queued, until one ends.
+		MaxConcurrentReleases: o.MaxConcurrentReleases,
 	})
 	if err != nil {
 		return err

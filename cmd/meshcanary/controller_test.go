@@ -66,6 +66,8 @@ func TestControllerFlagsAreValidated(t *testing.T) {
 		"no requests per second at all":                            {[]string{"--kube-api-qps=0"}, "--kube-api-qps"},
 		"a burst below one request":                                {[]string{"--kube-api-burst=0"}, "--kube-api-burst"},
 		"a negative rate, which client-go would read as unlimited": {[]string{"--kube-api-qps=-1"}, "--kube-api-qps"},
+		"a cap on releases in flight":                              {[]string{"--max-concurrent-releases=50"}, ""},
+		"a negative cap on releases in flight":                     {[]string{"--max-concurrent-releases=-1"}, "--max-concurrent-releases"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

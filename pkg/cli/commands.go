@@ -313,6 +313,9 @@ func precheck(act action, v status.View, d *appsv1.Deployment) (msg string, refu
 	phase := stages.Phase(v.Phase)
 	switch act.name {
 	case "rollback", "promote", "pause":
+		if act.name == "rollback" && stages.Queued(v.State) {
+			return "", false // cancels the queued release before it starts
+		}
 		if !phase.Active() {
 			return fmt.Sprintf("no release of deployment %q is in flight (phase %s): the controller ignores %s unless a release starts first",
 				d.Name, orNone(v.Phase), act.annotation), false

@@ -149,3 +149,23 @@ func TestApproverDefaults(t *testing.T) {
 		t.Error("no approver at all")
 	}
 }
+
+func TestCommandsToAQueuedRelease(t *testing.T) {
+	queued := status.View{Phase: string(stages.Succeeded), State: stages.State{Phase: stages.Succeeded, QueuedAt: epoch()}}
+	tests := []struct {
+		name    string
+		act     string
+		wantMsg string
+	}{
+		{"a rollback needs no warning: it cancels the queued release", "rollback", ""},
+		{"a promote is warned about: nothing is in flight to promote", "promote", "no release"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, refused := precheck(action{name: tt.act, annotation: "meshcanary.io/" + tt.act}, queued, deployment("web", nil, nil, nil))
+			if (tt.wantMsg == "") != (got == "") || !strings.Contains(got, tt.wantMsg) || refused {
+				t.Errorf("precheck = %q, %v; want %q, not refused", got, refused, tt.wantMsg)
+			}
+		})
+	}
+}

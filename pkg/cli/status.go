@@ -279,6 +279,11 @@ func statusTo(p *printer, doc statusDoc, now time.Time) {
 		phase += " (not reconciled yet)"
 	}
 	t.row("Phase:", phase)
+	if stages.Queued(doc.State) {
+		// The phase is still the last release's: say that a new one waits.
+		t.row("Queued:", fmt.Sprintf("since %s, waiting for a release slot (--max-concurrent-releases); it starts, with stable keeping all traffic until then, when one frees",
+			ago(doc.State.QueuedAt, now)))
+	}
 	t.row("Stage:", stageLine(doc))
 	weights := fmt.Sprintf("stable %s, canary %s", percent(doc.Weights.Stable), percent(doc.Weights.Canary))
 	if doc.Weights.Other > 0 {

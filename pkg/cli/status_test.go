@@ -100,6 +100,15 @@ func TestStatusRendersForPeople(t *testing.T) {
 			notWant: []string{"comes from the policy", "METRIC", "Recent releases"},
 		},
 		{
+			name: "a release waiting for a slot says it is queued, and since when",
+			ann: func(t *testing.T) map[string]string {
+				st := stages.State{Phase: stages.Succeeded, Revision: "rev1", QueuedAt: now.Add(-3 * time.Minute), Held: "waiting for a release slot (--max-concurrent-releases)",
+					Message: "release of canary revision rev2 queued: waiting for a release slot: 50 of 50 releases in flight (--max-concurrent-releases)"}
+				return published(t, st, nil, nil)
+			},
+			want: []string{"Queued:", "since 3m ago, waiting for a release slot", "50 of 50 releases in flight (--max-concurrent-releases)"},
+		},
+		{
 			name: "a paused release says the clock is stopped",
 			ann: func(t *testing.T) map[string]string {
 				st := progressing(now)

@@ -90,6 +90,10 @@ type Config struct {
 	// path (default 4); AnalysisTimeout bounds each one (default 30s).
 	AnalysisWorkers int
 	AnalysisTimeout time.Duration
+	// MaxConcurrentReleases caps the releases in flight at once on this
+	// replica (--max-concurrent-releases); a release detected beyond it
+	// waits, queued, until one ends. 0 is no cap.
+	MaxConcurrentReleases int
 }
 
 // GateRunner runs webhook gates off the reconcile path; *gates.Runner
@@ -108,6 +112,8 @@ type Controller struct {
 	crs     cache.MutationCache
 	// pool answers analyses off the reconcile path; set by Run.
 	pool *analysisPool
+	// admit counts the release slots (Config.MaxConcurrentReleases).
+	admit *admission
 }
 
 // Index names used on the informers' indexers.
@@ -154,6 +160,7 @@ func New(cfg Config) (*Controller, error) {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "meshcanary", MetricsProvider: cfg.Metrics.QueueMetrics()},
 		),
 	}
+	c.admit = newAdmission(cfg.MaxConcurrentReleases, c.Enqueue, cfg.Metrics)
 	// The caches keep only what the controller reads (stripUnread).
 	if err := leanCaches(cfg); err != nil {
 		return nil, err
@@ -324,6 +331,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.cfg.Deploys.Informer().HasSynced, c.cfg.VSs.HasSynced, c.cfg.DRs.HasSynced, c.cfg.Releases.HasSynced) {
 		return errors.New("informer caches did not sync")
 	}
+	// Before any worker decides: releases in flight keep their slots.
+	c.admit.rebuild(c.cfg.Releases.GetStore().List(), nil)
 	c.pool = newAnalysisPool(c.runAnalyses, c.Enqueue, c.cfg.AnalysisTimeout, 4096)
 	c.pool.start(ctx, c.cfg.AnalysisWorkers)
 	c.cfg.Log.Info().Int("workers", c.cfg.Workers).Int("analysisWorkers", c.cfg.AnalysisWorkers).Msg("caches synced; reconciling")

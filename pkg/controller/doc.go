@@ -49,6 +49,11 @@
 //     no managedFields, no kubectl last-applied-configuration), so no write
 //     ever sends a cached object back whole: Deployments are patched, the
 //     pod template too (writeTemplate).
+//   - Release slots (Config.MaxConcurrentReleases) are counted in memory,
+//     rebuilt from the CanaryReleases when Run starts, and taken under a
+//     lock together with the count the core decided on, so two workers
+//     never take the last one; a release that ends wakes the releases
+//     first in line through the workqueue.
 //   - A reconcile's cost does not grow with the number of other rollouts:
 //     objects are found by key or informer index (the DestinationRule by
 //     its host), never by listing, and the controller's metric series are

@@ -46,6 +46,10 @@ type Metrics struct {
 	// (traffic, events, election) and HTTP method, so that idle cost and
 	// cost per release can be measured (see CountRequests).
 	KubeRequests *prometheus.CounterVec
+	// ReleasesInFlight and ReleasesQueued count this replica's releases
+	// in flight and those waiting for a slot (--max-concurrent-releases).
+	ReleasesInFlight prometheus.Gauge
+	ReleasesQueued   prometheus.Gauge
 	// PromQueries and PromQueryDuration are the controller's own load on
 	// Prometheus, by family (requests, errors, latency: one query per
 	// batch of analyses; custom: per rollout and version), and
@@ -130,6 +134,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "meshcanary_analysis_batch_size", Help: "Analyses answered together by one batch of Prometheus queries.",
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
 		}),
+		ReleasesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshcanary_releases_in_flight", Help: "Releases in flight on this replica: started and not yet promoted, rolled back or aborted.",
+		}),
+		ReleasesQueued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshcanary_releases_queued", Help: "Releases waiting for a release slot (--max-concurrent-releases); they have no traffic yet.",
+		}),
 		queue: newQueueMetrics(),
 	}
 	// Every reason exists from the start, at 0, so that rate() and alerts
@@ -139,7 +149,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.Phase, m.Weight, m.AnalysisValue, m.AnalysisThreshold, m.Rollouts, m.Verdicts,
 		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.PolicyReloads, m.StageInfo,
-		m.EventsDropped, m.EventsEmitted, m.KubeRequests, m.StageLag, m.PromQueries, m.PromQueryDuration, m.AnalysisBatch)
+		m.EventsDropped, m.EventsEmitted, m.KubeRequests, m.StageLag, m.ReleasesInFlight, m.ReleasesQueued, m.PromQueries, m.PromQueryDuration, m.AnalysisBatch)
 	m.queue.register(reg)
 	return m
 }

@@ -73,6 +73,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	if d == nil || !c.managed(d) {
 		c.cfg.Metrics.forget(ns, name)
+		c.forgetRelease(key)
 		if c.pool != nil {
 			c.pool.forget(key)
 		}
@@ -94,7 +95,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	t.cr = cr
 	st := rec.state
-	dec := stages.Decide(obs, st, now)
+	dec := c.decide(key, obs, st, now)
 	// Labels, notifications and gates speak of the plan the release runs.
 	t.plan = stages.EffectivePlan(dec.State, t.plan)
 	obs.Plan = t.plan

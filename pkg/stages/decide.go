@@ -147,6 +147,9 @@ func (x *decider) run() {
 		return
 	}
 	x.stableMovedBetweenReleases()
+	if x.waitForSlot() {
+		return
+	}
 	if x.retryWanted() {
 		x.start(ReasonRetried, fmt.Sprintf("release of canary revision %s started again by meshcanary.io/retry: %s", x.obs.Canary.Revision, describeSteps(x.configured)))
 		x.active()

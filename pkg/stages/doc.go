@@ -28,6 +28,11 @@
 //     Warning says so, and a wanted release starts from its first stage.
 //   - A release follows the stages pinned when it started (EffectivePlan);
 //     changes to the configured plan apply to the next release.
+//   - The caller counts the release slots (Observation.Slots, the
+//     controller's --max-concurrent-releases). A release about to start
+//     while they are taken waits, queued (Queued, State.QueuedAt, one
+//     Queued Event), until the caller asks again with a slot free for it;
+//     a release in flight is never held by them.
 //   - The caller re-invokes Decide on every relevant watch event and after
 //     Decision.RequeueAfter. Decide is idempotent for an unchanged
 //     Observation: repeating it asks for no new action.
@@ -61,4 +66,6 @@
 //     returns to stable in one write.
 //   - Nothing asks to be woken sooner than the next moment its decision can
 //     change: a stage waiting for evidence wakes once per interval.
+//   - A queued release has no traffic: the canary is neither scaled nor
+//     given a weight before it starts, and a rollback ends it unstarted.
 package stages

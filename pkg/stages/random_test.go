@@ -22,7 +22,10 @@ type chaos struct {
 	passed map[int]int
 	manual bool
 	prev   State
-	revs   int
+	// given is the state the step's decision started from: prev, unless
+	// the step lost or corrupted it.
+	given State
+	revs  int
 }
 
 func (c *chaos) step() {
@@ -72,8 +75,13 @@ func (c *chaos) step() {
 	case op < 20:
 		c.obs.Commands.Retry = true
 		c.note("retry command")
+	case op < 23:
+		// Other rollouts take and free release slots.
+		c.obs.Slots = Slots{Limit: 1, InFlight: c.rng.IntN(2), Ahead: c.rng.IntN(2)}
+		c.note("release slots %+v", c.obs.Slots)
 	}
 	before := c.obs
+	c.given = c.st
 	d := time.Duration(c.rng.IntN(15)+1) * time.Second
 	dec := c.tickFailing(d, v, fail)
 	c.obs.StateLost = ""
@@ -120,6 +128,20 @@ func (c *chaos) check(before Observation, dec Decision, fail failAt) {
 		return
 	}
 	st := c.st
+	// A lost or corrupted record is not a release in flight: it starts
+	// over, and waits for a slot like any new release.
+	running := InFlight(c.given) && before.StateLost == "" && stateProblem(c.given) == ""
+	if running && Queued(st) && st.Finished.Equal(c.given.Finished) {
+		// Queuing the next release is fine once this one ended (the
+		// watch event after its last write decides again).
+		c.fatalf("a release in flight was held for a release slot")
+	}
+	if !running && !before.Slots.Free() && InFlight(st) {
+		c.fatalf("a release started without a release slot (%+v)", before.Slots)
+	}
+	if Queued(st) && ((dec.SetWeight != nil && *dec.SetWeight > 0) || (dec.ScaleCanary != nil && *dec.ScaleCanary > 0)) {
+		c.fatalf("a queued release moved traffic or scaled the canary")
+	}
 	if st.Phase == RolledBack && c.prev.Phase != RolledBack {
 		c.rejected = st.Revision
 	}

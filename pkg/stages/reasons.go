@@ -86,4 +86,9 @@ const (
 	// ReasonRetried: meshcanary.io/retry released the canary's revision
 	// again from the first stage after it was rolled back or aborted.
 	ReasonRetried = "Retried"
+	// ReasonQueued: a new release waits for a release slot, because the
+	// releases in flight have reached the controller's
+	// --max-concurrent-releases. Traffic stays on stable; the release
+	// starts when a slot frees, in the order releases were queued.
+	ReasonQueued = "Queued"
 )

@@ -222,6 +222,32 @@ type Observation struct {
 	// Rules says which rules held over the analysed window; set with
 	// Analysis.
 	Rules []RuleHit
+	// Slots is the cap on releases in flight at once, as the caller
+	// counted when it asked. Only a release about to start consults it: a
+	// release already in flight is never held by it. The zero value is no
+	// cap.
+	Slots Slots
+}
+
+// Slots is what the caller counted of the cap on releases in flight at
+// once (meshcanary controller --max-concurrent-releases): one shared
+// change, such as a base image, must not start thousands of releases
+// together.
+type Slots struct {
+	// Limit is the most releases in flight at once; 0 means no limit.
+	Limit int
+	// InFlight counts the releases in flight, this rollout's own not
+	// included.
+	InFlight int
+	// Ahead counts the releases queued before this one that still wait:
+	// slots go to them first, in the order they were queued.
+	Ahead int
+}
+
+// Free reports whether a release may start: a slot is left once the
+// releases in flight and those queued ahead have theirs.
+func (s Slots) Free() bool {
+	return s.Limit <= 0 || s.InFlight+s.Ahead < s.Limit
 }
 
 // State is the rollout's durable record, persisted by the caller on the
@@ -335,6 +361,11 @@ type State struct {
 	// own: the one in the canary when a person changed stable's template
 	// between releases. Changing the canary's template again releases it.
 	NotRelease string `json:"notRelease,omitempty"`
+	// QueuedAt is when a wanted release was first held because every
+	// release slot was taken (Observation.Slots); zero while none waits.
+	// The caller hands freed slots out in this order, also after a
+	// restart.
+	QueuedAt time.Time `json:"queuedAt,omitzero"`
 }
 
 // GateState is one gate's record within a release.

@@ -109,10 +109,16 @@ type App struct {
 	stable int32
 	// notifier, when set, receives the controller's notifications.
 	notifier controller.Notifier
+	// maxReleases is the next controller's --max-concurrent-releases.
+	maxReleases int
 }
 
 // SetNotifier makes the next RunController send notifications to n.
 func (a *App) SetNotifier(n controller.Notifier) { a.notifier = n }
+
+// SetMaxConcurrentReleases caps the releases in flight of the next
+// RunController, as --max-concurrent-releases does; 0 is no cap.
+func (a *App) SetMaxConcurrentReleases(n int) { a.maxReleases = n }
 
 const vsYAML = `apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -526,6 +532,8 @@ func (a *App) RunControllerWithStore(store *policy.Store, promURL string) *Contr
 		Metrics:          cm,
 		Log:              log,
 		ProgressDeadline: time.Minute,
+		// Releases beyond the cap wait, queued; 0 is no cap.
+		MaxConcurrentReleases: a.maxReleases,
 	})
 	Must(a.t, err)
 	ctrl.Store(c)
