@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +46,7 @@ import (
 	"github.com/meshcanary/meshcanary/pkg/metrics"
 	"github.com/meshcanary/meshcanary/pkg/notify"
 	"github.com/meshcanary/meshcanary/pkg/policy"
+	"github.com/meshcanary/meshcanary/pkg/shard"
 )
 
 // controllerOptions are the flags of `meshcanary controller`.
@@ -71,6 +73,12 @@ type controllerOptions struct {
 	// request but Events (see clientConfigs).
 	KubeAPIQPS   float32
 	KubeAPIBurst int
+	// Shards splits the rollouts among replicas, each holding one shard
+	// Lease (pkg/shard); 1 is one leader for everything.
+	Shards int
+	// LeaseDuration, RenewDeadline and RetryPeriod time leader election,
+	// of the leader Lease and the shard Leases alike.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// PprofBindAddress serves net/http/pprof; empty serves nothing.
 	PprofBindAddress string
 	// MaxConcurrentReleases caps the releases in flight at once; 0 is
@@ -104,6 +112,10 @@ func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "elect a leader with a Lease so only one replica acts")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "meshcanary-controller", "name of the leader election Lease")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "namespace of the Lease; defaults to the pod's namespace, then --namespace, then default")
+	fs.IntVar(&o.Shards, "shards", 1, "split the rollouts among this many replicas: each replica holds at most one of the Leases meshcanary-shard-0 … meshcanary-shard-<N-1> in the leader-election namespace and acts only on the rollouts whose namespace/name hashes to its shard; a replica without one is a spare that takes over the first Lease to free up. Run at least N replicas, best N+1. Above 1, leader election is implied (--leader-elect is not needed) and --leader-election-id is unused")
+	fs.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "whole seconds a Lease stays taken after its holder's last renewal: how long a killed replica's rollouts wait for another to take over")
+	fs.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long a leader keeps trying to renew its Lease before it stops acting and exits; below the lease duration")
+	fs.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often a replica tries to take or renew a Lease")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address serving /metrics")
 	fs.StringVar(&o.HealthBindAddress, "health-probe-bind-address", ":8081", "address serving /healthz and /readyz")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -146,10 +158,33 @@ func (o *controllerOptions) validate() error {
 	if o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-burst: %d: expected at least 1", o.KubeAPIBurst))
 	}
+	if o.Shards < 1 {
+		errs = append(errs, fmt.Errorf("--shards: %d: expected at least 1", o.Shards))
+	}
+	errs = append(errs, o.validateElection()...)
 	if o.MaxConcurrentReleases < 0 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-releases: %d: expected 0 (no limit) or more", o.MaxConcurrentReleases))
 	}
 	return errors.Join(errs...)
+}
+
+// validateElection checks the timings as client-go would, at start-up
+// instead of when the first Lease is tried, and that the lease duration is
+// whole seconds: the Lease records it in seconds, and a holder that counted
+// on the fraction would act past the moment the others take over.
+func (o *controllerOptions) validateElection() []error {
+	var errs []error
+	if o.LeaseDuration < time.Second || o.LeaseDuration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--leader-election-lease-duration: %s: expected whole seconds, at least 1s", o.LeaseDuration))
+	}
+	if o.RenewDeadline <= 0 || o.RenewDeadline >= o.LeaseDuration {
+		errs = append(errs, fmt.Errorf("--leader-election-renew-deadline: %s: expected more than 0 and less than the lease duration %s", o.RenewDeadline, o.LeaseDuration))
+	}
+	// client-go's own bound: a renewal must fit a jittered retry.
+	if o.RetryPeriod <= 0 || float64(o.RenewDeadline) <= leaderelection.JitterFactor*float64(o.RetryPeriod) {
+		errs = append(errs, fmt.Errorf("--leader-election-retry-period: %s: expected more than 0 and less than the renew deadline %s / %.1f", o.RetryPeriod, o.RenewDeadline, leaderelection.JitterFactor))
+	}
+	return errs
 }
 
 func newControllerCommand() *cobra.Command {
@@ -288,6 +323,8 @@ func runController(ctx context.Context, o *controllerOptions) error {
 	store := policy.NewStore()
 	var watcher *policy.Watcher
 	var ctrl atomic.Pointer[controller.Controller]
+	// With --shards above 1, the rollouts this replica owns.
+	var own owner
 	if o.Policies != "" {
 		watcher, err = policy.NewWatcher(o.Policies, store, func(err error) {
 			if err != nil {
@@ -360,6 +397,7 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		AnalysisWorkers:  o.AnalysisWorkers,
 		ProgressDeadline: o.ProgressDeadline,
 		HistoryLimit:     o.HistoryLimit,
+		Owns:             own.ownsFunc(o.Shards),
 		Notifier:         notifier,
 		Gates:            gateRunner,
 		// A release beyond the cap waits, queued, until one ends.
@@ -426,9 +464,25 @@ func runController(ctx context.Context, o *controllerOptions) error {
 			errc <- err
 		}
 	}
-	if !o.LeaderElect {
+	// Closed once leader election has ended, its Lease given back on a
+	// shutdown; nil without leader election.
+	var elected chan struct{}
+	switch {
+	case o.Shards > 1:
+		electionKube, err := kubernetes.NewForConfig(electionCfg)
+		if err != nil {
+			return fmt.Errorf("creating the leader election client: %w", err)
+		}
+		el, err := shardElector(electionKube, o, log, m, lead, errc)
+		if err != nil {
+			return err
+		}
+		own.elector.Store(el)
+		elected = make(chan struct{})
+		go func() { defer close(elected); el.Run(ctx) }()
+	case !o.LeaderElect:
 		go lead(ctx)
-	} else {
+	default:
 		electionKube, err := kubernetes.NewForConfig(electionCfg)
 		if err != nil {
 			return fmt.Errorf("creating the leader election client: %w", err)
@@ -437,12 +491,22 @@ func runController(ctx context.Context, o *controllerOptions) error {
 		if err != nil {
 			return err
 		}
-		go le.Run(ctx)
+		elected = make(chan struct{})
+		go func() { defer close(elected); le.Run(ctx) }()
 	}
 
 	select {
 	case <-ctx.Done():
 		log.Info().Msg("shutting down")
+		// Exiting before the Lease is given back would make the next
+		// leader wait a whole lease duration; giving it back takes at
+		// most the renew deadline.
+		if elected != nil {
+			select {
+			case <-elected:
+			case <-time.After(o.RenewDeadline + time.Second):
+			}
+		}
 		return nil
 	case err := <-errc:
 		return err
@@ -456,8 +520,10 @@ func nsOrAll(ns string) string {
 	return ns
 }
 
-func leaderElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.Logger, m *controller.Metrics, lead func(context.Context), errc chan<- error) (*leaderelection.LeaderElector, error) {
-	ns := o.LeaderElectionNS
+// electionIdentity is the namespace of the Leases and the name this
+// replica holds them under.
+func electionIdentity(o *controllerOptions) (ns, id string, err error) {
+	ns = o.LeaderElectionNS
 	if ns == "" {
 		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
 			ns = strings.TrimSpace(string(b))
@@ -469,11 +535,18 @@ func leaderElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.
 	if ns == "" {
 		ns = metav1.NamespaceDefault
 	}
-	id, err := os.Hostname()
+	host, err := os.Hostname()
 	if err != nil {
-		return nil, fmt.Errorf("leader election identity: %w", err)
+		return "", "", fmt.Errorf("leader election identity: %w", err)
 	}
-	id = fmt.Sprintf("%s_%d", id, os.Getpid())
+	return ns, fmt.Sprintf("%s_%d", host, os.Getpid()), nil
+}
+
+func leaderElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.Logger, m *controller.Metrics, lead func(context.Context), errc chan<- error) (*leaderelection.LeaderElector, error) {
+	ns, id, err := electionIdentity(o)
+	if err != nil {
+		return nil, err
+	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Name: o.LeaderElectionID, Namespace: ns},
 		Client:     kube.CoordinationV1(),
@@ -481,9 +554,9 @@ func leaderElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.
 	}
 	return leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
-		LeaseDuration:   15 * time.Second,
-		RenewDeadline:   10 * time.Second,
-		RetryPeriod:     2 * time.Second,
+		LeaseDuration:   o.LeaseDuration,
+		RenewDeadline:   o.RenewDeadline,
+		RetryPeriod:     o.RetryPeriod,
 		ReleaseOnCancel: true,
 		Name:            o.LeaderElectionID,
 		Callbacks: leaderelection.LeaderCallbacks{
@@ -499,6 +572,51 @@ func leaderElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.
 			},
 		},
 	})
+}
+
+// shardElector holds one of the --shards Leases and runs lead while it
+// does, publishing the shard in meshcanary_shard.
+func shardElector(kube kubernetes.Interface, o *controllerOptions, log zerolog.Logger, m *controller.Metrics, lead func(context.Context), errc chan<- error) (*shard.Elector, error) {
+	ns, id, err := electionIdentity(o)
+	if err != nil {
+		return nil, err
+	}
+	if !o.LeaderElect {
+		log.Info().Int("shards", o.Shards).Msg("--shards above 1 elects with shard Leases; --leader-elect is implied")
+	}
+	return shard.NewElector(shard.Config{
+		Client: kube.CoordinationV1(), Namespace: ns, Identity: id, Shards: o.Shards,
+		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
+		Lead: func(ctx context.Context, i int) {
+			m.Shard.WithLabelValues(strconv.Itoa(i)).Set(1)
+			lead(ctx)
+		},
+		Lost: func(i int, err error) {
+			m.Leader.Set(0)
+			m.Shard.WithLabelValues(strconv.Itoa(i)).Set(0)
+			// As with the leader Lease: exit, and restart as a spare, so
+			// that nothing of the lost shard's work goes on here.
+			errc <- fmt.Errorf("lost shard lease %s: %w", shard.LeaseName(i), err)
+		},
+		Log: log,
+	})
+}
+
+// owner answers controller.Config.Owns from the shard elector, which is
+// built after the controller because it runs the controller when it
+// leads. Until it is set this replica owns nothing; it acts on nothing
+// before then either.
+type owner struct{ elector atomic.Pointer[shard.Elector] }
+
+// ownsFunc is nil, owning every rollout, unless the rollouts are sharded.
+func (w *owner) ownsFunc(shards int) func(string) bool {
+	if shards < 2 {
+		return nil
+	}
+	return func(key string) bool {
+		e := w.elector.Load()
+		return e != nil && e.Owns(key)
+	}
 }
 
 // timeoutAnalyzer bounds each analysis, and each batch of them, so a hung

@@ -90,6 +90,11 @@ type Config struct {
 	// path (default 4); AnalysisTimeout bounds each one (default 30s).
 	AnalysisWorkers int
 	AnalysisTimeout time.Duration
+	// Owns tells whether this replica acts on a rollout, by its workqueue
+	// key, when the rollouts are sharded among replicas (pkg/shard); nil
+	// owns every rollout. Informers still cache everything: a replica that
+	// takes a shard over starts from a warm cache.
+	Owns func(key string) bool
 	// MaxConcurrentReleases caps the releases in flight at once on this
 	// replica (--max-concurrent-releases); a release detected beyond it
 	// waits, queued, until one ends. 0 is no cap.
@@ -332,7 +337,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return errors.New("informer caches did not sync")
 	}
 	// Before any worker decides: releases in flight keep their slots.
-	c.admit.rebuild(c.cfg.Releases.GetStore().List(), nil)
+	c.admit.rebuild(c.cfg.Releases.GetStore().List(), c.cfg.Owns)
 	c.pool = newAnalysisPool(c.runAnalyses, c.Enqueue, c.cfg.AnalysisTimeout, 4096)
 	c.pool.start(ctx, c.cfg.AnalysisWorkers)
 	c.cfg.Log.Info().Int("workers", c.cfg.Workers).Int("analysisWorkers", c.cfg.AnalysisWorkers).Msg("caches synced; reconciling")
@@ -354,6 +359,12 @@ func (c *Controller) next(ctx context.Context) bool {
 		return false
 	}
 	defer c.queue.Done(key)
+	// Another replica's shard: dropped here, in the one place every key
+	// passes, however it was queued.
+	if c.cfg.Owns != nil && !c.cfg.Owns(key) {
+		c.queue.Forget(key)
+		return true
+	}
 	start := time.Now()
 	after, err := c.reconcileSafely(ctx, key)
 	c.cfg.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())

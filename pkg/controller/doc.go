@@ -49,6 +49,9 @@
 //     no managedFields, no kubectl last-applied-configuration), so no write
 //     ever sends a cached object back whole: Deployments are patched, the
 //     pod template too (writeTemplate).
+//   - With Config.Owns set (sharding, pkg/shard), a worker drops every key
+//     of another replica's shard before any work, however it was queued;
+//     the caches still hold every object, so a shard taken over starts warm.
 //   - Release slots (Config.MaxConcurrentReleases) are counted in memory,
 //     rebuilt from the CanaryReleases when Run starts, and taken under a
 //     lock together with the count the core decided on, so two workers

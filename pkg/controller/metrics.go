@@ -32,6 +32,8 @@ type Metrics struct {
 	Leader            prometheus.Gauge
 	PolicyReloads     *prometheus.CounterVec
 	StageInfo         *RolloutGaugeVec
+	// Shard is 1 for the shard this replica holds (--shards above 1).
+	Shard *prometheus.GaugeVec
 	// EventsDropped counts Kubernetes Events that were never written, by
 	// reason (see NewEventRecorder).
 	EventsDropped *prometheus.CounterVec
@@ -104,6 +106,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshcanary_leader", Help: "1 while this replica leads and reconciles (always 1 without leader election).",
 		}),
+		Shard: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshcanary_shard", Help: "1 for the shard whose rollouts this replica acts on while it holds that shard's Lease (--shards above 1).",
+		}, []string{"shard"}),
 		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshcanary_policy_reloads_total", Help: "Reloads of the policies file by result (ok or invalid).",
 		}, []string{"result"}),
@@ -148,7 +153,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.EventsDropped.WithLabelValues(r)
 	}
 	reg.MustRegister(m.Phase, m.Weight, m.AnalysisValue, m.AnalysisThreshold, m.Rollouts, m.Verdicts,
-		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.PolicyReloads, m.StageInfo,
+		m.ReconcileDuration, m.ReconcileErrors, m.AnalysisErrors, m.APIErrors, m.Leader, m.Shard, m.PolicyReloads, m.StageInfo,
 		m.EventsDropped, m.EventsEmitted, m.KubeRequests, m.StageLag, m.ReleasesInFlight, m.ReleasesQueued, m.PromQueries, m.PromQueryDuration, m.AnalysisBatch)
 	m.queue.register(reg)
 	return m
