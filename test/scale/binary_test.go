@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -148,4 +150,43 @@ func (p *controllerProcess) peakRSS(tb testing.TB) float64 {
 		}
 	}
 	return 0
+}
+
+// histogram summarises a histogram family of the controller's /metrics
+// (all its series together): the mean and the upper bounds of the buckets
+// holding the median and the 99th percentile.
+func (p *controllerProcess) histogram(tb testing.TB, name string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL, nil)
+	harness.Must(tb, err)
+	resp, err := http.DefaultClient.Do(req)
+	harness.Must(tb, err)
+	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	harness.Must(tb, err)
+	var count, sum float64
+	cum := map[float64]float64{}
+	for _, m := range families[name].GetMetric() {
+		h := m.GetHistogram()
+		count, sum = count+float64(h.GetSampleCount()), sum+h.GetSampleSum()
+		for _, b := range h.GetBucket() {
+			cum[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+		}
+	}
+	if count == 0 {
+		return name + ": none"
+	}
+	bounds := slices.Sorted(maps.Keys(cum))
+	at := func(q float64) string {
+		for _, ub := range bounds {
+			if cum[ub] >= q*count {
+				return fmt.Sprint(ub)
+			}
+		}
+		return "+Inf"
+	}
+	return fmt.Sprintf("%s: %.0f, mean %.3g, p50 ≤ %s, p99 ≤ %s", name, count, sum/count, at(0.5), at(0.99))
 }

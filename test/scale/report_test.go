@@ -33,6 +33,10 @@ func report(b *testing.B, n int, f figures) {
 		n, f.succeeded, n, p50.Seconds(), p99.Seconds(), worst.Seconds(), len(f.lags), f.writesPerRolloutStage,
 		100*f.cpuShare, 1000*f.cpuPerRollout, f.rssMB, f.queriesPer10s, f.analysesPerRelease, f.apiPerRelease,
 		f.emitted, f.inAPI, f.dropped, f.idleAPI, f.idleQueries, f.took.Round(time.Second))
+	b.Logf("CPU while releasing, share of one core: %s", f.procs)
+	for _, line := range f.inside {
+		b.Logf("controller: %s", line)
+	}
 	b.Logf("N | promoted | stage lag p50 / p99 / max | Deployment writes per rollout per stage | controller CPU / peak RSS | Prometheus queries per 10 s | API requests per release | Events | idle API requests / queries in 30 s | all released in\n%s", row)
 	if path := os.Getenv("SCALE_OUT"); path != "" {
 		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)

@@ -86,6 +86,11 @@ type figures struct {
 	idleAPI, idleQueries    float64
 	emitted, inAPI, dropped float64
 	succeeded               int
+	// procs is each process's share of a core while the apps released.
+	procs string
+	// inside is what the controller saw of itself: its own stage lag,
+	// queue wait and work time, and analysis batches.
+	inside []string
 }
 
 func run(b *testing.B, bin string, n, i int) figures {
@@ -97,11 +102,12 @@ func run(b *testing.B, bin string, n, i int) figures {
 	var f figures
 	f.idleAPI, f.idleQueries = atRest(b, ctrl, proxy, n)
 	api0, q0, cpu0 := ctrl.metric(b, "meshcanary_kube_api_requests_total", map[string]string{"client": "traffic"}), proxy.Requests(), ctrl.cpuSeconds(b)
-	start := time.Now()
+	start, procs0 := time.Now(), procCPU()
 	obs.count(true)
 	releaseAll(b, apps)
 	f.succeeded = waitEnded(b, apps)
 	f.took = time.Since(start)
+	f.procs = cpuShares(procs0, procCPU(), f.took.Seconds())
 	obs.count(false)
 	f.lags = obs.stageLags(stageWeights(), stageDuration)
 	f.writesPerRolloutStage = float64(obs.writes()) / float64(n*len(stageWeights()))
@@ -112,6 +118,10 @@ func run(b *testing.B, bin string, n, i int) figures {
 	f.emitted, f.dropped = ctrl.metric(b, "meshcanary_events_emitted_total", nil), ctrl.metric(b, "meshcanary_events_dropped_total", nil)
 	f.inAPI = eventsInAPI(b, apps)
 	f.analysesPerRelease = ctrl.metric(b, "meshcanary_analysis_verdicts_total", nil) / float64(n)
+	for _, h := range []string{"meshcanary_stage_lag_seconds", "workqueue_queue_duration_seconds", "workqueue_work_duration_seconds",
+		"meshcanary_analysis_batch_size", "meshcanary_prometheus_query_duration_seconds"} {
+		f.inside = append(f.inside, ctrl.histogram(b, h))
+	}
 	return f
 }
 
